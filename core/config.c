@@ -136,7 +136,7 @@ static const key_def_t keys[] = {
     {"dp", "mode", T_ENUM, F(dp.mode), "off", NOLIM, "off|central|distributed|local",
      "Where Gaussian noise is added (see docs/privacy.md)."},
     {"dp", "clip", T_DOUBLE, F(dp.clip), "1", 1e-9, 1e9, NULL, "L2 clip norm C of each client update."},
-    {"dp", "noise_multiplier", T_DOUBLE, F(dp.noise_multiplier), "1", 0, 1e6, NULL,
+    {"dp", "noise_multiplier", T_DOUBLE, F(dp.noise_multiplier), "1", 0, INF, NULL,
      "sigma: noise std is sigma * C on the sum."},
     {"dp", "adaptive_clip", T_BOOL, F(dp.adaptive_clip), "false", NOLIM, NULL,
      "Track a quantile of update norms (Andrew et al. 2021)."},
