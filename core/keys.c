@@ -163,10 +163,14 @@ static int load_list_file(sl_allowlist_t *l, size_t *cap, const char *path)
         char *s = line;
         while (*s == ' ' || *s == '\t')
             s++;
-        size_t len = strcspn(s, " \t\r\n#");
+        /* The key is the first word; '#' is a Z85 character, so a word starting with
+         * '#' is a comment only when it is not a valid key. */
+        size_t len = strcspn(s, " \t\r\n");
         if (len == 0)
             continue;
         s[len] = '\0';
+        if (s[0] == '#' && !sl_z85_key_valid(s))
+            continue;
         if (!sl_z85_key_valid(s))
             rc = sl_error(SL_EFORMAT, "allow-list %s:%d: not a 40-character Z85 public key", path, lineno);
         else

@@ -5,7 +5,7 @@
  *   NAME.secret   the secret key, same format, mode 0600
  * Like ssh, a secret key file that group or others can read is refused.
  * An allow-list (net.authorized_clients) is a file with one Z85 public key per line
- * ('#' comments allowed) or a folder of *.pub files.
+ * (the first word of a line; '#' starts a comment line) or a folder of *.pub files.
  */
 #ifndef SL_KEYS_H
 #define SL_KEYS_H
