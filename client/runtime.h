@@ -1,0 +1,38 @@
+/* client/runtime: the client process loop over the transport, for one client or many
+ * virtual clients in one process (one DEALER socket each, one zmq_poll over all).
+ *
+ *   volatile sig_atomic_t stop = 0;          (the caller's SIGINT/SIGTERM handler sets it)
+ *   sl_client_runtime_opts_t o = {.transport = {.endpoint = cfg.net.coordinator, ...},
+ *                                 .stop = &stop};
+ *   rc = sl_client_run(clients, n, &o);
+ *
+ * Each client: connect, HELLO, serve the coordinator until BYE. If the coordinator goes
+ * silent (no message at all for coordinator_timeout while we heartbeat), the socket is
+ * closed and re-created after an exponential backoff (backoff_initial * 2^k, capped at
+ * backoff_max, times a uniform jitter in [0.5, 1.5) from the OS CSPRNG), then HELLO again.
+ * *stop set: BYE from every client, linger, return SL_EINTR.
+ */
+#ifndef SL_CLIENT_RUNTIME_H
+#define SL_CLIENT_RUNTIME_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "client/client.h"
+#include "core/transport.h"
+
+typedef struct {
+    sl_transport_opts_t transport; /* role forced to CLIENT; endpoint, max_message_bytes,
+                                    * heartbeat_ms, CURVE keys as for one client */
+    double coordinator_timeout;    /* seconds of silence before reconnecting; 0 = 30 */
+    double backoff_initial;        /* 0 = 0.5 s */
+    double backoff_max;            /* 0 = 30 s */
+    unsigned max_reconnects;       /* per client; 0 = unlimited */
+    volatile sig_atomic_t *stop;   /* may be NULL */
+} sl_client_runtime_opts_t;
+
+/* Run until every client is DONE or FAILED (returns 0 if all DONE, else the first
+ * failure), or *stop (SL_EINTR). Clients are borrowed. */
+SL_NODISCARD int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_t *opts);
+
+#endif

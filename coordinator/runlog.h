@@ -1,0 +1,70 @@
+/* coordinator/runlog: the run folder.
+ *
+ *   <out_dir>/<name>/config.ini      the effective configuration (sl_config_write)
+ *   <out_dir>/<name>/metrics.jsonl   one JSON object per completed round (fields below)
+ *   <out_dir>/<name>/summary.json    written at the end (status, rounds, final/best metrics)
+ *   <out_dir>/<name>/checkpoints/last.ckpt   the latest checkpoint (coordinator/checkpoint)
+ *
+ * metrics.jsonl fields: round, attempt, sampled, reported, dropped, rejected, late,
+ * train_loss, eval_loss, accuracy (federated evaluation, weighted by test examples),
+ * eval_examples, central_loss, central_accuracy, central_macro_f1 (when the centralized
+ * evaluation ran), bytes_up, bytes_down, round_seconds, epsilon (when present).
+ * Absent values (NaN in the report) are omitted, never written as null or NaN.
+ */
+#ifndef SL_RUNLOG_H
+#define SL_RUNLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/error.h"
+
+/* One completed round, as the engine reports it. NaN = not measured this round. */
+typedef struct {
+    uint64_t round;
+    uint32_t attempt;        /* retries this round needed (quorum) */
+    size_t sampled;          /* clients sent a TASK */
+    size_t reported;         /* updates aggregated */
+    size_t dropped;          /* sampled clients that did not answer in time */
+    size_t rejected;         /* updates refused (norm bound, invalid) */
+    size_t late;             /* updates of an earlier round / duplicates discarded */
+    double train_loss;       /* mean client train loss, weighted by examples */
+    double eval_loss;        /* federated evaluation (clients' local test splits) */
+    double accuracy;
+    uint64_t eval_examples;
+    double central_loss;     /* centralized evaluation hook */
+    double central_accuracy;
+    double central_f1;
+    uint64_t bytes_up;       /* wire bytes received this round (headers + payloads) */
+    uint64_t bytes_down;     /* wire bytes sent this round */
+    double round_seconds;
+    double epsilon;          /* DP: filled by the round_end hook */
+} sl_round_report_t;
+
+/* A report with every float field NaN and counters 0. */
+void sl_round_report_init(sl_round_report_t *r, uint64_t round);
+
+typedef struct sl_runlog sl_runlog_t;
+
+/* Create (mkdir -p) `dir`, or <cfg->run.out_dir>/<cfg->run.name> when dir is NULL; write
+ * config.ini; open metrics.jsonl for append (a resumed run keeps its earlier lines). */
+SL_NODISCARD int sl_runlog_new(sl_runlog_t **out, const sl_config_t *cfg, const char *dir);
+void sl_runlog_destroy(sl_runlog_t **rl);
+
+const char *sl_runlog_dir(const sl_runlog_t *rl);
+/* <dir>/checkpoints/last.ckpt */
+const char *sl_runlog_checkpoint_path(const sl_runlog_t *rl);
+
+/* Append one line to metrics.jsonl and flush it. */
+SL_NODISCARD int sl_runlog_round(sl_runlog_t *rl, const sl_round_report_t *r);
+
+/* Write summary.json (atomically): status ("completed", "failed: ...", "stopped",
+ * "budget"), rounds completed, the last report, best accuracies, totals. */
+SL_NODISCARD int sl_runlog_summary(sl_runlog_t *rl, const char *status, uint64_t rounds_completed,
+                                   const sl_round_report_t *last, double total_seconds);
+
+/* Format one report as a JSON object (no newline); *out is malloc'd (free()). */
+SL_NODISCARD int sl_round_report_json(const sl_round_report_t *r, char **out);
+
+#endif

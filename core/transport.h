@@ -1,0 +1,105 @@
+/* core/transport: the thin ZeroMQ shell around the sans-I/O federation cores.
+ *
+ * Coordinator: one ROUTER socket, bound (tcp://*:7700, ipc:///tmp/x.sock).
+ * Client:      one DEALER socket per (virtual) client, connected.
+ * Frames on the wire: [routing id (ROUTER side only)] [header] [payload (optional)].
+ *
+ * Set on every socket: ZMQ_MAXMSGSIZE (net.max_message_bytes; larger messages make
+ * libzmq drop the connection before we ever see them), ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL
+ * (net.heartbeat_ms: dead TCP peers are detected by the I/O thread), ZMQ_SNDTIMEO,
+ * ZMQ_LINGER (bounded clean shutdown), ZMQ_ROUTER_MANDATORY on the ROUTER (sending to a
+ * gone peer is an error, not a silent drop).
+ *
+ * Security hook: sl_transport_opts_t carries CURVE keys (Z85, as core/keys.h stores them)
+ * and a ZAP domain, and a configure() callback run on the socket before bind/connect, for
+ * anything more (the security engineer plugs CurveZMQ + the ZAP allow-list handler here).
+ * Each received message reports the ZAP user id (ZMQ "User-Id" metadata, e.g. the client's
+ * public key as the ZAP handler set it) so the engine can bind a client id to a key.
+ *
+ * Not thread-safe: one transport per thread (they may share a zmq context).
+ */
+#ifndef SL_TRANSPORT_H
+#define SL_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define SL_PEER_MAX 32   /* bytes of a routing id we accept (libzmq's own are 5) */
+#define SL_USER_ID_MAX 64 /* bytes of a ZAP user id we keep (a Z85 key is 40) */
+
+/* A peer as the ROUTER sees it: its routing id, plus the ZAP user id if authenticated. */
+typedef struct {
+    uint8_t id[SL_PEER_MAX];
+    uint8_t len;                      /* 0 = the one peer of a DEALER (the coordinator) */
+    char user_id[SL_USER_ID_MAX + 1]; /* "" without CURVE/ZAP */
+} sl_peer_t;
+
+/* Same routing id? (user ids are not compared: they belong to the connection). */
+int sl_peer_equal(const sl_peer_t *a, const sl_peer_t *b);
+/* Printable "peer 0a1b2c3d4e" for logs (hex of the id); `out` has room for 2*SL_PEER_MAX+8. */
+void sl_peer_format(const sl_peer_t *p, char *out, size_t cap);
+
+typedef enum { SL_TRANSPORT_SERVER = 0, SL_TRANSPORT_CLIENT = 1 } sl_transport_role_t;
+
+typedef struct {
+    sl_transport_role_t role;
+    const char *endpoint;        /* bind (server) or connect (client) address */
+    size_t max_message_bytes;    /* ZMQ_MAXMSGSIZE and the frame checks; 0 = 256 MiB */
+    int heartbeat_ms;            /* ZMQ_HEARTBEAT_IVL; TIMEOUT = TTL = 3x; 0 = off */
+    int send_timeout_ms;         /* ZMQ_SNDTIMEO; 0 = 5000 */
+    int linger_ms;               /* ZMQ_LINGER at close; 0 = 1000 */
+    int reconnect_ivl_ms;        /* client: ZMQ_RECONNECT_IVL; 0 = libzmq default */
+    /* ---- CURVE hook (all NULL = plain transport) ---- */
+    const char *curve_public_z85; /* this side's key pair */
+    const char *curve_secret_z85;
+    const char *curve_server_z85; /* client: the coordinator's public key to pin */
+    const char *zap_domain;       /* server: ZMQ_ZAP_DOMAIN (a ZAP handler must be running) */
+    /* Called with the raw zmq socket after our options and before bind/connect; return 0
+     * or a negative SL_E*. For options not modelled above. */
+    int (*configure)(void *zmq_socket, void *ctx);
+    void *configure_ctx;
+} sl_transport_opts_t;
+
+typedef struct sl_transport sl_transport_t;
+
+/* One received message: views into frames owned by the transport, valid until the next
+ * sl_transport_recv or destroy. payload is 16-byte aligned (copied if libzmq's buffer was
+ * not) so float payloads can be read in place. */
+typedef struct {
+    sl_peer_t peer;
+    const uint8_t *header;
+    size_t header_len;
+    const uint8_t *payload; /* NULL if the message had one frame */
+    size_t payload_len;
+    size_t wire_bytes;      /* header + payload bytes, for accounting */
+} sl_frame_t;
+
+/* Create the socket, apply options, bind or connect. `zmq_ctx` may be shared by several
+ * transports of one process (NULL = the transport owns a fresh context). */
+SL_NODISCARD int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opts_t *opts);
+/* Close (with linger) and free; NULL-safe, nulls *t. */
+void sl_transport_destroy(sl_transport_t **t);
+
+/* The zmq socket, for zmq_poll over many transports (ZMQ_POLLIN). Borrowed. */
+void *sl_transport_socket(sl_transport_t *t);
+/* The endpoint actually bound (resolves tcp://*:0 to the chosen port). */
+const char *sl_transport_endpoint(const sl_transport_t *t);
+
+/* Send header (+ payload if payload_len > 0). Server: to `peer` (required); client: peer
+ * is ignored. SL_ENET if the peer is gone (server) or the send timed out. */
+SL_NODISCARD int sl_transport_send(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header,
+                                   size_t header_len, const void *payload, size_t payload_len);
+
+/* Receive one message, waiting up to timeout_ms (0 = don't wait, -1 = forever).
+ * Returns 0 with *out filled, SL_ETIMEOUT if nothing arrived, SL_EINTR if a signal
+ * interrupted the wait, SL_EPROTO for a message with a bad frame structure (no header,
+ * more than two frames, over-long routing id: already drained and discarded; out->peer is
+ * set so the caller can count it against the peer), SL_ENET on socket failure. */
+SL_NODISCARD int sl_transport_recv(sl_transport_t *t, sl_frame_t *out, int timeout_ms);
+
+/* Monotonic clock in seconds (CLOCK_MONOTONIC): the `now` the sans-I/O cores take. */
+double sl_now(void);
+
+#endif
