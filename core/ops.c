@@ -1,0 +1,495 @@
+/* core/ops: float32 forward/backward ops (see ops.h). Inner loops are written so that gcc and
+ * clang vectorize them at -O2/-O3 without -ffast-math: the vectorized dimension is always an
+ * independent output index, never a floating-point reduction. */
+#include "core/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define BI(x) ((blasint)(x))
+
+/* ---- fast exp ------------------------------------------------------------------------ */
+
+/* exp(x) = 2^n * exp(r), r = x - n ln2 in [-ln2/2, ln2/2], exp(r) by a degree-6 Taylor/Horner
+ * polynomial (truncation error < 2e-8 relative). Rounding by the 1.5*2^23 trick and the
+ * exponent built from integer bits keep it branch-free, so loops calling it vectorize. */
+static inline float fexp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = x - n * 0.693145751953125f;  /* ln2 high part (exact in float) */
+    r = r - n * 1.42860682030941723e-06f;  /* ln2 low part */
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t e = ((int32_t)n + 127) * (1 << 23);
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+
+float sl_fast_expf(float x)
+{
+    return fexp(x);
+}
+
+/* ---- linear --------------------------------------------------------------------------- */
+
+void sl_linear_forward(float *out, size_t ld_out, const float *inp, size_t ld_inp, const float *w,
+                       const float *bias, size_t rows, size_t n_in, size_t n_out)
+{
+    // inp is (rows, n_in), w is (n_out, n_in), out is (rows, n_out)
+    float beta = 0.0f;
+    if (bias) {
+        for (size_t r = 0; r < rows; r++)
+            memcpy(out + r * ld_out, bias, n_out * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n_out), BI(n_in), 1.0f, inp, BI(ld_inp),
+                w, BI(n_in), beta, out, BI(ld_out));
+}
+
+void sl_linear_backward(float *dinp, size_t ld_dinp, float *dw, float *dbias, const float *dout, size_t ld_dout,
+                        const float *inp, size_t ld_inp, const float *w, size_t rows, size_t n_in, size_t n_out)
+{
+    // dout is (rows, n_out); dinp (rows, n_in) += dout @ w
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(n_in), BI(n_out), 1.0f, dout,
+                    BI(ld_dout), w, BI(n_in), 1.0f, dinp, BI(ld_dinp));
+    // dw (n_out, n_in) += dout^T @ inp
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(n_out), BI(n_in), BI(rows), 1.0f, dout,
+                    BI(ld_dout), inp, BI(ld_inp), 1.0f, dw, BI(n_in));
+    if (dbias)
+        for (size_t r = 0; r < rows; r++) {
+            const float *d = dout + r * ld_dout;
+            for (size_t o = 0; o < n_out; o++)
+                dbias[o] += d[o];
+        }
+}
+
+/* ---- LoRA ----------------------------------------------------------------------------- */
+
+void sl_lora_forward(float *out, size_t ld_out, float *la, const float *inp, size_t ld_inp, const float *a,
+                     const float *b, float scale, size_t rows, size_t n_in, size_t n_out, size_t r)
+{
+    // la (rows, r) = inp (rows, n_in) @ a^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(r), BI(n_in), 1.0f, inp, BI(ld_inp), a,
+                BI(n_in), 0.0f, la, BI(r));
+    // out (rows, n_out) += scale * la @ b^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n_out), BI(r), scale, la, BI(r), b, BI(r),
+                1.0f, out, BI(ld_out));
+}
+
+void sl_lora_backward(float *dinp, size_t ld_dinp, float *da, float *db, float *dla, const float *dout,
+                      size_t ld_dout, const float *inp, size_t ld_inp, const float *la, const float *a,
+                      const float *b, float scale, size_t rows, size_t n_in, size_t n_out, size_t r)
+{
+    // db (n_out, r) += scale * dout^T @ la
+    if (db)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(n_out), BI(r), BI(rows), scale, dout, BI(ld_dout),
+                    la, BI(r), 1.0f, db, BI(r));
+    if (!da && !dinp)
+        return;
+    // dla (rows, r) = scale * dout @ b
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(r), BI(n_out), scale, dout, BI(ld_dout),
+                b, BI(r), 0.0f, dla, BI(r));
+    // da (r, n_in) += dla^T @ inp
+    if (da)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(r), BI(n_in), BI(rows), 1.0f, dla, BI(r), inp,
+                    BI(ld_inp), 1.0f, da, BI(n_in));
+    // dinp (rows, n_in) += dla @ a
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(n_in), BI(r), 1.0f, dla, BI(r), a,
+                    BI(n_in), 1.0f, dinp, BI(ld_dinp));
+}
+
+/* ---- LayerNorm ------------------------------------------------------------------------ */
+
+void sl_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                          const float *b, size_t rows, size_t C)
+{
+    // inp, out are (rows, C); mean, rstd are (rows)
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = inp + r * C;
+        float m = 0.0f;
+        for (size_t i = 0; i < C; i++)
+            m += x[i];
+        m /= (float)C;
+        float v = 0.0f;
+        for (size_t i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        v /= (float)C;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+        float *o = out + r * C;
+        for (size_t i = 0; i < C; i++)
+            o[i] = (x[i] - m) * s * w[i] + b[i];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                           const float *w, const float *mean, const float *rstd, size_t rows, size_t C)
+{
+    // dout, inp, dinp are (rows, C)
+    for (size_t r = 0; r < rows; r++) {
+        const float *dy = dout + r * C, *x = inp + r * C;
+        float m = mean[r], s = rstd[r];
+        float sum_g = 0.0f, sum_gx = 0.0f; /* g = dy * w; mean of g and of g * xhat */
+        for (size_t i = 0; i < C; i++) {
+            float g = dy[i] * w[i];
+            sum_g += g;
+            sum_gx += g * (x[i] - m) * s;
+        }
+        sum_g /= (float)C;
+        sum_gx /= (float)C;
+        float *dx = dinp + r * C;
+        for (size_t i = 0; i < C; i++) {
+            float xh = (x[i] - m) * s;
+            dx[i] += (dy[i] * w[i] - sum_g - xh * sum_gx) * s;
+        }
+        if (dw)
+            for (size_t i = 0; i < C; i++)
+                dw[i] += dy[i] * (x[i] - m) * s;
+        if (db)
+            for (size_t i = 0; i < C; i++)
+                db[i] += dy[i];
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
+                          size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C,
+                          size_t NH, float *scratch)
+{
+    // q is (B, NQ, C), k and v are (B, N, C), out is (B, NQ, C), probs is (B, NH, NQ, N)
+    size_t hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *kt = scratch;      /* (hs, N): this head's keys transposed, so scores vectorize over keys */
+    float *s = scratch + hs * N; /* (N) */
+    float *vm = s + N;        /* (N) 1.0 for a valid key, else 0.0 */
+    for (size_t b = 0; b < B; b++) {
+        const uint8_t *valid = key_valid + b * N;
+        for (size_t j = 0; j < N; j++)
+            vm[j] = valid[j] ? 1.0f : 0.0f;
+        for (size_t h = 0; h < NH; h++) {
+            for (size_t j = 0; j < N; j++) {
+                const float *kj = k + (b * N + j) * ldkv + h * hs;
+                for (size_t d = 0; d < hs; d++)
+                    kt[d * N + j] = valid[j] ? kj[d] : 0.0f;
+            }
+            for (size_t i = 0; i < NQ; i++) {
+                const float *qi = q + (b * NQ + i) * ldq + h * hs;
+                float *p = probs + ((b * NH + h) * NQ + i) * N;
+                float *oi = out + (b * NQ + i) * C + h * hs;
+                for (size_t j = 0; j < N; j++)
+                    s[j] = 0.0f;
+                for (size_t d = 0; d < hs; d++) {
+                    float qd = qi[d] * scale;
+                    const float *kd = kt + d * N;
+                    for (size_t j = 0; j < N; j++)
+                        s[j] += qd * kd[j];
+                }
+                float mx = -INFINITY;
+                for (size_t j = 0; j < N; j++)
+                    if (valid[j] && s[j] > mx)
+                        mx = s[j];
+                memset(oi, 0, hs * sizeof(float));
+                if (mx == -INFINITY) { /* no valid key */
+                    memset(p, 0, N * sizeof(float));
+                    continue;
+                }
+                float sum = 0.0f;
+                for (size_t j = 0; j < N; j++) {
+                    p[j] = fexp(s[j] - mx) * vm[j];
+                    sum += p[j];
+                }
+                float inv = 1.0f / sum;
+                for (size_t j = 0; j < N; j++)
+                    p[j] *= inv;
+                for (size_t j = 0; j < N; j++) {
+                    if (!valid[j])
+                        continue;
+                    const float *vj = v + (b * N + j) * ldkv + h * hs;
+                    float pj = p[j];
+                    for (size_t d = 0; d < hs; d++)
+                        oi[d] += pj * vj[d];
+                }
+            }
+        }
+    }
+}
+
+void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, size_t ldq,
+                           const float *k, const float *v, size_t ldkv, const float *probs,
+                           const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C, size_t NH,
+                           float *scratch)
+{
+    // dout is (B, NQ, C); dq is (B, NQ, C), dk, dv are (B, N, C)
+    size_t hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *vt = scratch;          /* (hs, N) values transposed */
+    float *dp = scratch + hs * N; /* (N) */
+    float *ds = dp + N;           /* (N) */
+    for (size_t b = 0; b < B; b++) {
+        const uint8_t *valid = key_valid + b * N;
+        for (size_t h = 0; h < NH; h++) {
+            for (size_t j = 0; j < N; j++) {
+                const float *vj = v + (b * N + j) * ldkv + h * hs;
+                for (size_t d = 0; d < hs; d++)
+                    vt[d * N + j] = valid[j] ? vj[d] : 0.0f;
+            }
+            for (size_t i = 0; i < NQ; i++) {
+                const float *p = probs + ((b * NH + h) * NQ + i) * N;
+                const float *doi = dout + (b * NQ + i) * C + h * hs;
+                const float *qi = q + (b * NQ + i) * ldq + h * hs;
+                // dp[j] = sum_d dout[i][d] v[j][d]
+                for (size_t j = 0; j < N; j++)
+                    dp[j] = 0.0f;
+                for (size_t d = 0; d < hs; d++) {
+                    float g = doi[d];
+                    const float *vd = vt + d * N;
+                    for (size_t j = 0; j < N; j++)
+                        dp[j] += g * vd[j];
+                }
+                float dot = 0.0f;
+                for (size_t j = 0; j < N; j++)
+                    dot += p[j] * dp[j];
+                // ds = softmax backward, with the 1/sqrt(hs) of the scores folded in
+                for (size_t j = 0; j < N; j++)
+                    ds[j] = p[j] * (dp[j] - dot) * scale;
+                float *dqi = dq ? dq + (b * NQ + i) * ldq + h * hs : NULL;
+                for (size_t j = 0; j < N; j++) {
+                    if (!valid[j])
+                        continue;
+                    size_t row = (b * N + j) * ldkv + h * hs;
+                    if (dv) {
+                        float pj = p[j];
+                        float *dvj = dv + row;
+                        for (size_t d = 0; d < hs; d++)
+                            dvj[d] += pj * doi[d];
+                    }
+                    float sj = ds[j];
+                    if (dqi) {
+                        const float *kj = k + row;
+                        for (size_t d = 0; d < hs; d++)
+                            dqi[d] += sj * kj[d];
+                    }
+                    if (dk) {
+                        float *dkj = dk + row;
+                        for (size_t d = 0; d < hs; d++)
+                            dkj[d] += sj * qi[d];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- GELU (tanh) ---------------------------------------------------------------------- */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1): exact limits +-1 and branch-free. */
+static inline float ftanh(float u)
+{
+    return 1.0f - 2.0f / (fexp(2.0f * u) + 1.0f);
+}
+
+void sl_gelu_forward(float *out, const float *inp, size_t n)
+{
+    // inp, out are (n)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = ftanh(GELU_K * (x + GELU_C * x * x * x));
+        out[i] = 0.5f * x * (1.0f + t);
+    }
+}
+
+void sl_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = ftanh(GELU_K * (x + GELU_C * x * x * x));
+        float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+        float g = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        dinp[i] += g * dout[i];
+    }
+}
+
+/* ---- residual ------------------------------------------------------------------------- */
+
+void sl_residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void sl_residual_backward(float *da, float *db, const float *dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+/* ---- cross-entropy -------------------------------------------------------------------- */
+
+double sl_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, size_t B, size_t K,
+                               float eps)
+{
+    // logits, probs are (B, K); labels is (B)
+    double total = 0.0;
+    for (size_t b = 0; b < B; b++) {
+        const float *z = logits + b * K;
+        float *p = probs + b * K;
+        float mx = z[0];
+        for (size_t c = 1; c < K; c++)
+            mx = z[c] > mx ? z[c] : mx;
+        double sum = 0.0;
+        for (size_t c = 0; c < K; c++)
+            sum += exp((double)z[c] - mx);
+        double lse = log(sum) + mx;
+        double smooth = 0.0;
+        for (size_t c = 0; c < K; c++) {
+            double lp = (double)z[c] - lse;
+            p[c] = (float)exp(lp);
+            smooth -= lp;
+        }
+        double nll = lse - (double)z[labels[b]];
+        total += (1.0 - eps) * nll + eps * smooth / (double)K;
+    }
+    return total / (double)B;
+}
+
+void sl_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, size_t B, size_t K,
+                              float eps, float dloss)
+{
+    float g = dloss / (float)B, off = eps / (float)K;
+    for (size_t b = 0; b < B; b++) {
+        const float *p = probs + b * K;
+        float *d = dlogits + b * K;
+        for (size_t c = 0; c < K; c++)
+            d[c] += g * (p[c] - off - ((int32_t)c == labels[b] ? 1.0f - eps : 0.0f));
+    }
+}
+
+/* ---- embedding ------------------------------------------------------------------------ */
+
+void sl_embedding_forward(float *out, const int32_t *idx, const float *table, size_t n, size_t C)
+{
+    // out is (n, C), table is (V, C)
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + i * C, table + (size_t)idx[i] * C, C * sizeof(float));
+}
+
+void sl_embedding_backward(float *dtable, const int32_t *idx, const float *dout, size_t n, size_t C)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *dt = dtable + (size_t)idx[i] * C;
+        const float *d = dout + i * C;
+        for (size_t c = 0; c < C; c++)
+            dt[c] += d[c];
+    }
+}
+
+/* ---- pooling -------------------------------------------------------------------------- */
+
+void sl_pool_cls_forward(float *out, const float *inp, size_t B, size_t N, size_t C)
+{
+    // inp is (B, N, C), out is (B, C)
+    for (size_t b = 0; b < B; b++)
+        memcpy(out + b * C, inp + b * N * C, C * sizeof(float));
+}
+
+void sl_pool_cls_backward(float *dinp, const float *dout, size_t B, size_t N, size_t C)
+{
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++)
+            dinp[b * N * C + c] += dout[b * C + c];
+}
+
+void sl_pool_mean_forward(float *out, const float *inp, const uint8_t *valid, size_t B, size_t N, size_t C)
+{
+    // inp is (B, N, C), valid is (B, N), out is (B, C)
+    for (size_t b = 0; b < B; b++) {
+        float *o = out + b * C;
+        memset(o, 0, C * sizeof(float));
+        size_t cnt = 0;
+        for (size_t t = 0; t < N; t++) {
+            if (!valid[b * N + t])
+                continue;
+            cnt++;
+            const float *x = inp + (b * N + t) * C;
+            for (size_t c = 0; c < C; c++)
+                o[c] += x[c];
+        }
+        float inv = cnt ? 1.0f / (float)cnt : 0.0f;
+        for (size_t c = 0; c < C; c++)
+            o[c] *= inv;
+    }
+}
+
+void sl_pool_mean_backward(float *dinp, const float *dout, const uint8_t *valid, size_t B, size_t N, size_t C)
+{
+    for (size_t b = 0; b < B; b++) {
+        size_t cnt = 0;
+        for (size_t t = 0; t < N; t++)
+            cnt += valid[b * N + t] ? 1u : 0u;
+        if (!cnt)
+            continue;
+        float inv = 1.0f / (float)cnt;
+        const float *d = dout + b * C;
+        for (size_t t = 0; t < N; t++) {
+            if (!valid[b * N + t])
+                continue;
+            float *dx = dinp + (b * N + t) * C;
+            for (size_t c = 0; c < C; c++)
+                dx[c] += d[c] * inv;
+        }
+    }
+}
+
+/* ---- dropout -------------------------------------------------------------------------- */
+
+void sl_dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, sl_rng_t *rng)
+{
+    // inp, out, mask are (n)
+    if (p <= 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            mask[i] = 1.0f;
+            out[i] = inp[i];
+        }
+        return;
+    }
+    uint32_t thr = (uint32_t)fmin((double)p * 4294967296.0, 4294967295.0);
+    float keep = 1.0f / (1.0f - p);
+    uint32_t u[256];
+    for (size_t i = 0; i < n; i += 256) {
+        size_t m = n - i < 256 ? n - i : 256;
+        sl_rng_bytes(rng, u, m * sizeof(uint32_t));
+        for (size_t j = 0; j < m; j++) {
+            mask[i + j] = u[j] >= thr ? keep : 0.0f;
+            out[i + j] = inp[i + j] * mask[i + j];
+        }
+    }
+}
+
+void sl_dropout_backward(float *dinp, const float *mask, const float *dout, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dinp[i] += dout[i] * mask[i];
+}
