@@ -11,10 +11,10 @@
  *  - discrete Gaussian N_Z(0, sigma^2) (Canonne, Kamath, Steinke 2020, "The Discrete
  *    Gaussian for Differential Privacy", Algorithms 1-3): exact rejection sampling on
  *    integers, from Bernoulli(exp(-gamma)) and discrete Laplace, with the paper's
- *    t = floor(sigma) + 1. sigma^2 is first rounded to a dyadic rational n / 2^k
- *    (relative error below 2^-40 for every supported sigma), and the sampler is then
- *    exact for that rational: all arithmetic is on 64/128-bit integers. Supported sigma:
- *    (0, 1e7].
+ *    t = floor(sigma) + 1. sigma^2 is first rounded to a dyadic rational n / 2^k, k as
+ *    large as 128-bit arithmetic allows (k = 46 below sigma = 1: relative error < 1e-13
+ *    for sigma >= 1, < 1e-9 for sigma >= 0.01), and the sampler is then exact for that
+ *    rational: all arithmetic is on 64/128-bit integers. Supported sigma: (0, 1e7].
  *
  * Usage (client in distributed/local mode, coordinator in central mode):
  *    sl_dp_noise_t ns;
