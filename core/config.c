@@ -98,6 +98,12 @@ static const key_def_t keys[] = {
     {"train", "fedprox_mu", T_DOUBLE, F(train.fedprox_mu), "0", 0, 1e6, NULL,
      "FedProx proximal weight mu; 0 = plain local training."},
     {"train", "threads", T_INT, F(train.threads), "0", 0, 1024, NULL, "BLAS threads; 0 = number of cores."},
+    {"train", "augment_scale", T_DOUBLE, F(train.augment_scale), "0", 0, 1, NULL,
+     "Time-series augmentation: per-sample amplitude factor ~ N(1, sigma^2); 0 = off."},
+    {"train", "augment_jitter", T_DOUBLE, F(train.augment_jitter), "0", 0, 10, NULL,
+     "Time-series augmentation: additive Gaussian noise sigma; 0 = off."},
+    {"train", "augment_rotate", T_DOUBLE, F(train.augment_rotate), "0", 0, 180, NULL,
+     "Time-series augmentation: random 3-D rotation of 3-channel sensors up to this many degrees; 0 = off."},
 
     /* [federation] */
     {"federation", "rounds", T_INT, F(federation.rounds), "30", 1, 1000000, NULL, "Federated rounds."},

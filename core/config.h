@@ -95,6 +95,9 @@ typedef struct sl_config {
         double label_smoothing;
         double fedprox_mu;
         int64_t threads;
+        double augment_scale;
+        double augment_jitter;
+        double augment_rotate;
     } train;
     struct {
         int64_t rounds;
