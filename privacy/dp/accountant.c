@@ -189,7 +189,7 @@ int sl_dp_rdp(double q, double sigma, double alpha, double *rdp_out)
         *rdp_out = alpha / (2 * (sigma * sigma));
         return 0;
     }
-    double log_a;
+    double log_a = 0;
     if (alpha == floor(alpha) && alpha < 2147483647.0) {
         log_a = log_a_int(q, sigma, (int)alpha);
     } else {
