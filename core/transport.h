@@ -1,6 +1,6 @@
 /* core/transport: the thin ZeroMQ shell around the sans-I/O federation cores.
  *
- * Coordinator: one ROUTER socket, bound (tcp://*:7700, ipc:///tmp/x.sock).
+ * Coordinator: one ROUTER socket, bound ("tcp://0.0.0.0:7700", "ipc:///tmp/x.sock").
  * Client:      one DEALER socket per (virtual) client, connected.
  * Frames on the wire: [routing id (ROUTER side only)] [header] [payload (optional)].
  *
@@ -84,7 +84,7 @@ void sl_transport_destroy(sl_transport_t **t);
 
 /* The zmq socket, for zmq_poll over many transports (ZMQ_POLLIN). Borrowed. */
 void *sl_transport_socket(sl_transport_t *t);
-/* The endpoint actually bound (resolves tcp://*:0 to the chosen port). */
+/* The endpoint actually bound (resolves a wildcard port to the chosen one). */
 const char *sl_transport_endpoint(const sl_transport_t *t);
 
 /* Send header (+ payload if payload_len > 0). Server: to `peer` (required); client: peer

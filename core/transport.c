@@ -1,0 +1,303 @@
+#include "core/transport.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "core/log.h"
+
+struct sl_transport {
+    void *ctx;
+    int own_ctx;
+    void *sock;
+    sl_transport_role_t role;
+    size_t max_bytes;
+    char endpoint[512];
+    zmq_msg_t frames[4];  /* last received message */
+    int nframes;
+    void *aligned;        /* copy of a misaligned payload */
+    size_t aligned_cap;
+};
+
+double sl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int sl_peer_equal(const sl_peer_t *a, const sl_peer_t *b)
+{
+    return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
+}
+
+void sl_peer_format(const sl_peer_t *p, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    const char *pre = "peer ";
+    for (const char *c = pre; *c && o + 1 < cap; c++)
+        out[o++] = *c;
+    for (size_t i = 0; i < p->len && o + 2 < cap; i++) {
+        out[o++] = hex[p->id[i] >> 4];
+        out[o++] = hex[p->id[i] & 15];
+    }
+    if (p->len == 0 && o + 12 < cap) {
+        memcpy(out + o, "coordinator", 11);
+        o += 11;
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = '\0';
+}
+
+static int zerr(const char *what)
+{
+    return sl_error(SL_ENET, "transport: %s: %s", what, zmq_strerror(zmq_errno()));
+}
+
+static int setopt_int(void *s, int opt, int v, const char *name)
+{
+    if (zmq_setsockopt(s, opt, &v, sizeof v) != 0)
+        return zerr(name);
+    return 0;
+}
+
+static void close_frames(sl_transport_t *t)
+{
+    for (int i = 0; i < t->nframes; i++)
+        zmq_msg_close(&t->frames[i]);
+    t->nframes = 0;
+}
+
+int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opts_t *o)
+{
+    *out = NULL;
+    if (!o || !o->endpoint || !o->endpoint[0])
+        return sl_error(SL_EINVAL, "transport: no endpoint");
+    if (strlen(o->endpoint) >= sizeof((sl_transport_t *)0)->endpoint)
+        return sl_error(SL_EINVAL, "transport: endpoint too long");
+    int rc = 0;
+    sl_transport_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return sl_error(SL_ENOMEM, "transport: out of memory");
+    t->role = o->role;
+    t->max_bytes = o->max_message_bytes ? o->max_message_bytes : (size_t)256 << 20;
+    if (zmq_ctx) {
+        t->ctx = zmq_ctx;
+    } else {
+        t->ctx = zmq_ctx_new();
+        t->own_ctx = 1;
+        if (!t->ctx) {
+            rc = zerr("zmq_ctx_new");
+            goto fail;
+        }
+    }
+    t->sock = zmq_socket(t->ctx, o->role == SL_TRANSPORT_SERVER ? ZMQ_ROUTER : ZMQ_DEALER);
+    if (!t->sock) {
+        rc = zerr("zmq_socket");
+        goto fail;
+    }
+    int64_t maxmsg = (int64_t)t->max_bytes;
+    if (zmq_setsockopt(t->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0) {
+        rc = zerr("ZMQ_MAXMSGSIZE");
+        goto fail;
+    }
+    if ((rc = setopt_int(t->sock, ZMQ_LINGER, o->linger_ms ? o->linger_ms : 1000, "ZMQ_LINGER")) ||
+        (rc = setopt_int(t->sock, ZMQ_SNDTIMEO, o->send_timeout_ms ? o->send_timeout_ms : 5000, "ZMQ_SNDTIMEO")))
+        goto fail;
+    /* queue depth: a round of big payloads must not be dropped at the HWM; the byte limit
+     * per message and the engine's rate limit bound memory instead */
+    if ((rc = setopt_int(t->sock, ZMQ_SNDHWM, 100000, "ZMQ_SNDHWM")) ||
+        (rc = setopt_int(t->sock, ZMQ_RCVHWM, 100000, "ZMQ_RCVHWM")))
+        goto fail;
+    if (o->heartbeat_ms > 0) {
+        if ((rc = setopt_int(t->sock, ZMQ_HEARTBEAT_IVL, o->heartbeat_ms, "ZMQ_HEARTBEAT_IVL")) ||
+            (rc = setopt_int(t->sock, ZMQ_HEARTBEAT_TIMEOUT, 3 * o->heartbeat_ms, "ZMQ_HEARTBEAT_TIMEOUT")) ||
+            (rc = setopt_int(t->sock, ZMQ_HEARTBEAT_TTL, 3 * o->heartbeat_ms, "ZMQ_HEARTBEAT_TTL")))
+            goto fail;
+    }
+    if (o->role == SL_TRANSPORT_SERVER) {
+        if ((rc = setopt_int(t->sock, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY")))
+            goto fail;
+    } else {
+        if (o->reconnect_ivl_ms > 0 &&
+            (rc = setopt_int(t->sock, ZMQ_RECONNECT_IVL, o->reconnect_ivl_ms, "ZMQ_RECONNECT_IVL")))
+            goto fail;
+        /* don't queue messages for a connection that does not exist yet forever */
+        if ((rc = setopt_int(t->sock, ZMQ_IMMEDIATE, 0, "ZMQ_IMMEDIATE")))
+            goto fail;
+    }
+    /* ---- CURVE hook ---- */
+    if (o->curve_secret_z85) {
+        if (o->role == SL_TRANSPORT_SERVER) {
+            if ((rc = setopt_int(t->sock, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER")))
+                goto fail;
+        } else {
+            if (!o->curve_server_z85 || !o->curve_public_z85) {
+                rc = sl_error(SL_EINVAL, "transport: CURVE client needs its public key and the server's key");
+                goto fail;
+            }
+            if (zmq_setsockopt(t->sock, ZMQ_CURVE_SERVERKEY, o->curve_server_z85, 41) != 0 ||
+                zmq_setsockopt(t->sock, ZMQ_CURVE_PUBLICKEY, o->curve_public_z85, 41) != 0) {
+                rc = zerr("CURVE keys");
+                goto fail;
+            }
+        }
+        if (zmq_setsockopt(t->sock, ZMQ_CURVE_SECRETKEY, o->curve_secret_z85, 41) != 0) {
+            rc = zerr("ZMQ_CURVE_SECRETKEY");
+            goto fail;
+        }
+    }
+    if (o->zap_domain && zmq_setsockopt(t->sock, ZMQ_ZAP_DOMAIN, o->zap_domain, strlen(o->zap_domain)) != 0) {
+        rc = zerr("ZMQ_ZAP_DOMAIN");
+        goto fail;
+    }
+    if (o->configure && (rc = o->configure(t->sock, o->configure_ctx)) < 0)
+        goto fail;
+    if (o->role == SL_TRANSPORT_SERVER) {
+        if (zmq_bind(t->sock, o->endpoint) != 0) {
+            rc = sl_error(SL_ENET, "transport: bind %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+        size_t len = sizeof t->endpoint;
+        if (zmq_getsockopt(t->sock, ZMQ_LAST_ENDPOINT, t->endpoint, &len) != 0)
+            snprintf(t->endpoint, sizeof t->endpoint, "%s", o->endpoint);
+    } else {
+        if (zmq_connect(t->sock, o->endpoint) != 0) {
+            rc = sl_error(SL_ENET, "transport: connect %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+        snprintf(t->endpoint, sizeof t->endpoint, "%s", o->endpoint);
+    }
+    *out = t;
+    return 0;
+fail:
+    sl_transport_destroy(&t);
+    return rc ? rc : SL_ENET;
+}
+
+void sl_transport_destroy(sl_transport_t **pt)
+{
+    if (!pt || !*pt)
+        return;
+    sl_transport_t *t = *pt;
+    close_frames(t);
+    if (t->sock)
+        zmq_close(t->sock);
+    if (t->own_ctx && t->ctx)
+        zmq_ctx_term(t->ctx);
+    free(t->aligned);
+    free(t);
+    *pt = NULL;
+}
+
+void *sl_transport_socket(sl_transport_t *t) { return t->sock; }
+const char *sl_transport_endpoint(const sl_transport_t *t) { return t->endpoint; }
+
+int sl_transport_send(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header, size_t header_len,
+                      const void *payload, size_t payload_len)
+{
+    int more = payload_len ? ZMQ_SNDMORE : 0;
+    if (t->role == SL_TRANSPORT_SERVER) {
+        if (!peer || peer->len == 0)
+            return sl_error(SL_EINVAL, "transport: server send without a peer");
+        if (zmq_send(t->sock, peer->id, peer->len, ZMQ_SNDMORE) < 0)
+            goto err;
+    }
+    if (zmq_send(t->sock, header, header_len, more) < 0)
+        goto err;
+    if (payload_len && zmq_send(t->sock, payload, payload_len, 0) < 0)
+        goto err;
+    return 0;
+err:
+    if (zmq_errno() == EHOSTUNREACH)
+        return sl_error(SL_ENET, "transport: peer gone");
+    if (zmq_errno() == EAGAIN)
+        return sl_error(SL_ENET, "transport: send timed out");
+    if (zmq_errno() == EINTR)
+        return sl_error(SL_EINTR, "transport: send interrupted");
+    return zerr("send");
+}
+
+int sl_transport_recv(sl_transport_t *t, sl_frame_t *out, int timeout_ms)
+{
+    memset(out, 0, sizeof *out);
+    close_frames(t);
+    zmq_pollitem_t it = {.socket = t->sock, .events = ZMQ_POLLIN};
+    int n = zmq_poll(&it, 1, timeout_ms);
+    if (n < 0) {
+        if (zmq_errno() == EINTR)
+            return sl_error(SL_EINTR, "transport: interrupted");
+        return zerr("poll");
+    }
+    if (n == 0 || !(it.revents & ZMQ_POLLIN))
+        return SL_ETIMEOUT;
+    int total = 0, more = 1;
+    size_t bytes = 0;
+    while (more) {
+        zmq_msg_t tmp;
+        zmq_msg_t *m = t->nframes < 4 ? &t->frames[t->nframes] : &tmp;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, t->sock, 0) < 0) {
+            zmq_msg_close(m);
+            if (zmq_errno() == EINTR && total == 0)
+                return sl_error(SL_EINTR, "transport: interrupted");
+            close_frames(t);
+            return zerr("recv");
+        }
+        bytes += zmq_msg_size(m);
+        more = zmq_msg_more(m);
+        total++;
+        if (m == &tmp)
+            zmq_msg_close(&tmp);
+        else
+            t->nframes++;
+    }
+    int first = 0;
+    if (t->role == SL_TRANSPORT_SERVER) {
+        size_t idlen = zmq_msg_size(&t->frames[0]);
+        if (idlen <= SL_PEER_MAX) {
+            memcpy(out->peer.id, zmq_msg_data(&t->frames[0]), idlen);
+            out->peer.len = (uint8_t)idlen;
+        } else {
+            return sl_error(SL_EPROTO, "transport: routing id of %zu bytes", idlen);
+        }
+        first = 1;
+    }
+    if (t->nframes > first) {
+        const char *uid = zmq_msg_gets(&t->frames[first], "User-Id");
+        if (uid)
+            snprintf(out->peer.user_id, sizeof out->peer.user_id, "%s", uid);
+    }
+    int content = total - first;
+    if (content < 1 || content > 2)
+        return sl_error(SL_EPROTO, "transport: message of %d frames (expected 1 or 2)", content);
+    out->header = zmq_msg_data(&t->frames[first]);
+    out->header_len = zmq_msg_size(&t->frames[first]);
+    if (content == 2) {
+        zmq_msg_t *p = &t->frames[first + 1];
+        size_t plen = zmq_msg_size(p);
+        const uint8_t *data = zmq_msg_data(p);
+        if (((uintptr_t)data & 15u) != 0 && plen > 0) {
+            if (plen > t->aligned_cap) {
+                void *nb = NULL;
+                if (posix_memalign(&nb, 16, plen) != 0) {
+                    close_frames(t);
+                    return sl_error(SL_ENOMEM, "transport: out of memory (%zu bytes)", plen);
+                }
+                free(t->aligned);
+                t->aligned = nb;
+                t->aligned_cap = plen;
+            }
+            memcpy(t->aligned, data, plen);
+            data = t->aligned;
+        }
+        out->payload = data;
+        out->payload_len = plen;
+    }
+    out->wire_bytes = bytes;
+    return 0;
+}
