@@ -11,7 +11,7 @@
 #include "core/model.h"
 #include "core/rng.h"
 
-static void fx_add_modality(sl_schema_t *s, const char *name, sl_modality_kind_t kind, size_t d0, size_t d1, size_t d2)
+static inline void fx_add_modality(sl_schema_t *s, const char *name, sl_modality_kind_t kind, size_t d0, size_t d1, size_t d2)
 {
     sl_modality_t *m = &s->modalities[s->n_modalities++];
     memset(m, 0, sizeof *m);
@@ -23,7 +23,7 @@ static void fx_add_modality(sl_schema_t *s, const char *name, sl_modality_kind_t
 }
 
 /* HAPT shape: acc and gyro, T x 3, 6 classes. */
-static void fx_hapt_schema(sl_schema_t *s, size_t T)
+static inline void fx_hapt_schema(sl_schema_t *s, size_t T)
 {
     memset(s, 0, sizeof *s);
     fx_add_modality(s, "acc", SL_MOD_TIMESERIES, T, 3, 0);
@@ -32,7 +32,7 @@ static void fx_hapt_schema(sl_schema_t *s, size_t T)
 }
 
 /* Every modality kind, with padding in each tokenizer (T % P, H % p, F % g, text > max). */
-static void fx_multi_schema(sl_schema_t *s)
+static inline void fx_multi_schema(sl_schema_t *s)
 {
     memset(s, 0, sizeof *s);
     fx_add_modality(s, "acc", SL_MOD_TIMESERIES, 30, 3, 0); /* P = 8: 4 tokens, last padded */
@@ -43,7 +43,7 @@ static void fx_multi_schema(sl_schema_t *s)
 }
 
 /* A small model config: d=16, 2 layers, 2 heads, rank 2. */
-static void fx_small_config(sl_config_t *c, int mode)
+static inline void fx_small_config(sl_config_t *c, int mode)
 {
     sl_config_defaults(c);
     c->model.d_model = 16;
@@ -64,7 +64,7 @@ static void fx_small_config(sl_config_t *c, int mode)
 
 /* Random batch of B samples: values ~N(0,1), text bytes in 1..255 with trailing padding,
  * labels uniform, every modality present. */
-static void fx_fill_batch(sl_batch_t *b, size_t B, sl_rng_t *r)
+static inline void fx_fill_batch(sl_batch_t *b, size_t B, sl_rng_t *r)
 {
     const sl_schema_t *s = b->schema;
     b->size = B;
@@ -86,7 +86,7 @@ static void fx_fill_batch(sl_batch_t *b, size_t B, sl_rng_t *r)
 }
 
 /* Index of the parameter called name, or (size_t)-1. */
-static size_t fx_param(const sl_model_t *m, const char *name)
+static inline size_t fx_param(const sl_model_t *m, const char *name)
 {
     size_t n;
     const sl_param_info_t *p = sl_model_params(m, &n);
@@ -98,7 +98,7 @@ static size_t fx_param(const sl_model_t *m, const char *name)
 
 /* Fill every trainable LoRA B (zero at init) and everything trainable with small noise so
  * gradients of A are non-zero. */
-static void fx_randomize_trainable(sl_model_t *m, sl_rng_t *r, float s)
+static inline void fx_randomize_trainable(sl_model_t *m, sl_rng_t *r, float s)
 {
     size_t n;
     float *t = sl_model_trainable(m, &n);
@@ -107,7 +107,7 @@ static void fx_randomize_trainable(sl_model_t *m, sl_rng_t *r, float s)
 }
 
 /* Copy every tensor of src that dst has (same name and numel) into dst. Returns the count. */
-static size_t fx_copy_weights(sl_model_t *dst, sl_model_t *src)
+static inline size_t fx_copy_weights(sl_model_t *dst, sl_model_t *src)
 {
     size_t nd, ns, copied = 0;
     const sl_param_info_t *pd = sl_model_params(dst, &nd);
