@@ -1,9 +1,6 @@
+/* starling pretrain: supervised pretraining of the full model on the public split; the
+ * loop is starling train's (cli/cmd_train.c). */
 #include "cli/cli.h"
+#include "cli/progress.h"
 
-/* Not built yet: see the README for the commands this build has. */
-int cmd_pretrain(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    return cli_not_available("pretrain");
-}
+int cmd_pretrain(int argc, char **argv) { return cli_train_command(argc, argv, 1); }

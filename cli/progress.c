@@ -133,3 +133,33 @@ void cli_progress_end(cli_progress_t *p)
         p->drawn = 0;
     }
 }
+
+void cli_print_metrics(FILE *out, const sl_metrics_t *mt, const char *(*class_name)(const void *ctx, size_t k),
+                       const void *ctx)
+{
+    const size_t K = mt->n_classes;
+    size_t wname = 5;
+    for (size_t k = 0; k < K; k++) {
+        size_t l = strlen(class_name(ctx, k));
+        if (l > wname)
+            wname = l;
+    }
+    fprintf(out, "%-*s  %9s  %6s  %6s  %7s\n", (int)wname, "class", "precision", "recall", "f1", "support");
+    for (size_t k = 0; k < K; k++)
+        fprintf(out, "%-*s  %9.4f  %6.4f  %6.4f  %7llu\n", (int)wname, class_name(ctx, k),
+                sl_metrics_precision(mt, k), sl_metrics_recall(mt, k), sl_metrics_f1(mt, k),
+                (unsigned long long)sl_metrics_support(mt, k));
+    fprintf(out, "\nconfusion matrix (rows = true class, columns = predicted, in the order above):\n");
+    fprintf(out, "%-*s", (int)wname, "");
+    for (size_t j = 0; j < K; j++)
+        fprintf(out, " %6zu", j);
+    fputc('\n', out);
+    for (size_t i = 0; i < K; i++) {
+        fprintf(out, "%-*s", (int)wname, class_name(ctx, i));
+        for (size_t j = 0; j < K; j++)
+            fprintf(out, " %6llu", (unsigned long long)mt->confusion[i * K + j]);
+        fputc('\n', out);
+    }
+    fprintf(out, "\nexamples %zu  accuracy %.4f  macro-F1 %.4f  loss %.4f\n", mt->examples, mt->accuracy,
+            mt->macro_f1, mt->loss);
+}

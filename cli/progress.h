@@ -11,8 +11,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/error.h"
+#include "core/metrics.h"
 
 #define CLI_PROGRESS_FIELDS 8
 
@@ -51,5 +53,16 @@ double cli_now(void);
 
 /* Peak resident set size of this process in MiB (getrusage). */
 double cli_peak_rss_mib(void);
+
+/* ---- shared by the training commands (train, pretrain, eval) ------------------------------ */
+
+/* Print a metrics table to `out`: per class precision / recall / F1 / support with names
+ * from class_name(ctx, k), the confusion matrix (rows = true), and a summary line. */
+void cli_print_metrics(FILE *out, const sl_metrics_t *mt, const char *(*class_name)(const void *ctx, size_t k),
+                       const void *ctx);
+
+/* The body of `starling train` and `starling pretrain` (pretrain = 1: full model on the
+ * public split, saved to --out). */
+int cli_train_command(int argc, char **argv, int pretrain);
 
 #endif

@@ -22,6 +22,7 @@ struct sl_trainer {
     void *progress_ctx;
     sl_train_augment_fn augment;
     void *augment_ctx;
+    sl_augment_t aug; /* from cfg->train.augment_*; the default augment_ctx */
 };
 
 static double now_seconds(void)
@@ -60,6 +61,11 @@ int sl_trainer_new(sl_trainer_t **out, sl_model_t *m, const sl_config_t *cfg, ui
         return rc;
     }
     sl_rng_init(&t->drop_rng, (uint64_t)cfg->run.seed, "dropout", round, client);
+    t->aug.scale_sigma = cfg->train.augment_scale;
+    t->aug.jitter_sigma = cfg->train.augment_jitter;
+    t->aug.rotate_deg = cfg->train.augment_rotate;
+    if (t->aug.scale_sigma > 0 || t->aug.jitter_sigma > 0 || t->aug.rotate_deg > 0)
+        sl_trainer_set_augment(t, sl_augment_timeseries, &t->aug);
     *out = t;
     return 0;
 }
@@ -271,7 +277,7 @@ int sl_augment_timeseries(void *ctx, sl_batch_t *batch, sl_rng_t *rng)
     const sl_augment_t *a = ctx;
     const sl_schema_t *s = batch->schema;
     for (size_t b = 0; b < batch->size; b++) {
-        float R[9];
+        float R[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
         if (a->rotate_deg > 0)
             random_rotation(rng, a->rotate_deg * M_PI / 180.0, R);
         for (size_t mi = 0; mi < s->n_modalities; mi++) {

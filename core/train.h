@@ -2,7 +2,7 @@
  *
  * sl_train_local is what a federated client runs each round: a fresh optimizer (state
  * lives for the call), seeded data order, minibatches over local_epochs or local_steps,
- * optional gradient clipping and FedProx term. A trainer object (sl_trainer_*) is the same
+ * optional gradient clipping, FedProx term and time-series augmentation (train.augment_*). A trainer object (sl_trainer_*) is the same
  * loop with state that outlives one pass, for centralized training over many epochs
  * (one optimizer, one LR schedule across epochs, a progress callback).
  *
@@ -71,7 +71,9 @@ typedef struct sl_trainer sl_trainer_t;
 
 /* A trainer for m (borrowed, must outlive it) with a fresh optimizer over the trainable
  * vector, batch buffers of cfg->train.batch_size rows, and an LR schedule of total_steps.
- * Dropout/augmentation randomness from sl_rng_init(seed, "dropout", round, client). */
+ * Dropout/augmentation randomness from sl_rng_init(seed, "dropout", round, client).
+ * Augmentation: sl_augment_timeseries with cfg->train.augment_{scale,jitter,rotate} when any
+ * is > 0 (sl_trainer_set_augment replaces it). */
 SL_NODISCARD int sl_trainer_new(sl_trainer_t **out, sl_model_t *m, const sl_config_t *cfg, uint64_t total_steps,
                                 uint64_t round, uint64_t client);
 void sl_trainer_destroy(sl_trainer_t **t);
