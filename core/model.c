@@ -744,8 +744,8 @@ const sl_config_t *sl_model_config(const sl_model_t *m)
 void sl_model_describe(const sl_model_t *m, char *buf, size_t cap)
 {
     const char *mode = m->mode == SL_TRAIN_FULL ? "full" : m->mode == SL_TRAIN_HEAD ? "head" : "lora";
-    snprintf(buf, cap, "d=%zu L=%zu heads=%zu mlp=%zu tokens=%zu classes=%zu params=%zu trainable=%zu (%s%s)", m->d,
-             m->L, m->NH, m->H, m->N, m->K, m->total, m->n_train, mode, m->lora_on ? ", lora" : "");
+    snprintf(buf, cap, "d=%zu L=%zu heads=%zu mlp=%zu tokens=%zu classes=%zu params=%zu trainable=%zu (mode %s, lora r=%zu)", m->d,
+             m->L, m->NH, m->H, m->N, m->K, m->total, m->n_train, mode, m->r);
 }
 
 void sl_blas_set_threads(int n)

@@ -36,6 +36,47 @@ static inline float fexp(float x)
     return p * s;
 }
 
+/* The same exp on 4 lanes with GCC/clang vector extensions: gcc does not vectorize the clamps of
+ * fexp without -fno-trapping-math, so the hot loops (softmax, GELU) call this explicitly. */
+typedef float v4sf __attribute__((vector_size(16)));
+typedef int32_t v4si __attribute__((vector_size(16)));
+
+static inline v4sf vexp4(v4sf x)
+{
+    const v4sf lo = {-87.0f, -87.0f, -87.0f, -87.0f}, hi = {88.0f, 88.0f, 88.0f, 88.0f};
+    v4si m = x < lo;
+    x = (v4sf)(((v4si)lo & m) | ((v4si)x & ~m));
+    m = x > hi;
+    x = (v4sf)(((v4si)hi & m) | ((v4si)x & ~m));
+    const float magic = 12582912.0f;
+    v4sf t = x * 1.44269504088896341f + magic;
+    v4sf n = t - magic;
+    v4sf r = x - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723e-06f;
+    v4sf p = r * (1.0f / 720.0f) + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    v4si e = (__builtin_convertvector(n, v4si) + 127) << 23;
+    return p * (v4sf)e;
+}
+
+/* y (n) = exp(x) elementwise (y may alias x). */
+static void exp_array(float *y, const float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4sf v;
+        memcpy(&v, x + i, sizeof v);
+        v = vexp4(v);
+        memcpy(y + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
+        y[i] = fexp(x[i]);
+}
+
 float sl_fast_expf(float x)
 {
     return fexp(x);
@@ -211,9 +252,12 @@ void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, 
                     memset(p, 0, N * sizeof(float));
                     continue;
                 }
+                for (size_t j = 0; j < N; j++)
+                    p[j] = s[j] - mx;
+                exp_array(p, p, N);
                 float sum = 0.0f;
                 for (size_t j = 0; j < N; j++) {
-                    p[j] = fexp(s[j] - mx) * vm[j];
+                    p[j] *= vm[j];
                     sum += p[j];
                 }
                 float inv = 1.0f / sum;
@@ -303,30 +347,44 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-/* tanh(u) = 1 - 2 / (exp(2u) + 1): exact limits +-1 and branch-free. */
-static inline float ftanh(float u)
+/* 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)): the same function without the
+ * cancellation of 1 + tanh(u) for u << 0, and exact limits 0 and 1. Chunks of 256 go through
+ * exp_array: e = exp(-2u), s = 1 / (1 + e). */
+#define GELU_CHUNK 256
+
+static void gelu_exp(float *e, const float *x, size_t n)
 {
-    return 1.0f - 2.0f / (fexp(2.0f * u) + 1.0f);
+    for (size_t i = 0; i < n; i++)
+        e[i] = -2.0f * GELU_K * (x[i] + GELU_C * x[i] * x[i] * x[i]);
+    exp_array(e, e, n);
 }
 
 void sl_gelu_forward(float *out, const float *inp, size_t n)
 {
-    // inp, out are (n)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float t = ftanh(GELU_K * (x + GELU_C * x * x * x));
-        out[i] = 0.5f * x * (1.0f + t);
+    // inp, out are (n): out = x * sigmoid(2u)
+    float e[GELU_CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+        size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+        const float *x = inp + i0;
+        gelu_exp(e, x, m);
+        for (size_t i = 0; i < m; i++)
+            out[i0 + i] = x[i] / (1.0f + e[i]);
     }
 }
 
 void sl_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float t = ftanh(GELU_K * (x + GELU_C * x * x * x));
-        float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-        float g = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
-        dinp[i] += g * dout[i];
+    // d/dx [x s(2u)] = s + 2 x s (1 - s) u'
+    float e[GELU_CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
+        size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
+        const float *x = inp + i0;
+        gelu_exp(e, x, m);
+        for (size_t i = 0; i < m; i++) {
+            float s = 1.0f / (1.0f + e[i]);
+            float du = GELU_K * (1.0f + 3.0f * GELU_C * x[i] * x[i]);
+            dinp[i0 + i] += (s + 2.0f * x[i] * s * (1.0f - s) * du) * dout[i0 + i];
+        }
     }
 }
 

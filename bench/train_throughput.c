@@ -1,0 +1,393 @@
+/* bench/train_throughput: training samples/s of the default HAPT model, starling vs PyTorch.
+ *
+ * Work per step (both sides): forward + backward + AdamW update (lr 3e-3, wd 0.01) of the default
+ * HAPT model (d=64, L=2, 4 heads, mlp_ratio 2, patch 16, acc+gyro (128, 3) -> 17 tokens, 6
+ * classes), LoRA r=4 alpha=8 on q,k,v,o, base frozen, batch 32 of synthetic data.
+ *
+ * For OpenBLAS threads T in {1, 2}: starling runs with T BLAS threads; PyTorch runs as persistent
+ * subprocesses (bench/torch_train_throughput.py via /usr/bin/python3) in every variant within
+ * the same budget: torch threads x OPENBLAS_NUM_THREADS in {1..T}^2 x OMP_WAIT_POLICY
+ * {passive, active}, AdamW foreach=1 (and foreach=0 at T=1, which shows it is slower). Runs are interleaved (starling, torch variants,
+ * starling, ...), REPEATS times STEPS steps after warm-up; medians and min/max are reported, and
+ * the ratio is against the fastest torch variant.
+ * The physical floor: OpenBLAS sgemm GFLOP/s on exactly the matmul shapes one starling step
+ * executes, and the GFLOP/s the whole step achieves on those matmuls.
+ * Prints one JSON object per thread count on stdout; progress on stderr.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/batch.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "core/rng.h"
+
+#define BATCH 32
+#define STEPS 30
+#define REPEATS 5
+#define MAX_VARIANTS 16
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- starling side ---------------------------------------------------------------------- */
+
+typedef struct {
+    sl_model_t *m;
+    sl_batch_t batch;
+    sl_rng_t rng;
+    float *mom, *vel;
+    size_t n, t;
+} cside;
+
+static void adamw_step(cside *c)
+{
+    const float lr = 3e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    float *w = sl_model_trainable(c->m, NULL);
+    const float *g = sl_model_trainable_grad(c->m);
+    c->t++;
+    float c1 = 1.0f / (1.0f - powf(b1, (float)c->t)), c2 = 1.0f / (1.0f - powf(b2, (float)c->t));
+    for (size_t i = 0; i < c->n; i++) {
+        w[i] -= lr * wd * w[i];
+        c->mom[i] = b1 * c->mom[i] + (1 - b1) * g[i];
+        c->vel[i] = b2 * c->vel[i] + (1 - b2) * g[i] * g[i];
+        w[i] -= lr * (c->mom[i] * c1) / (sqrtf(c->vel[i] * c2) + eps);
+    }
+}
+
+static double c_run(cside *c, int steps)
+{
+    double t0 = now();
+    for (int s = 0; s < steps; s++) {
+        float loss;
+        sl_model_zero_grad(c->m);
+        if (sl_model_forward(c->m, &c->batch, 1, &c->rng, &loss) != 0 || sl_model_backward(c->m) != 0) {
+            fprintf(stderr, "step failed: %s\n", sl_last_error());
+            exit(1);
+        }
+        adamw_step(c);
+    }
+    return now() - t0;
+}
+
+/* ---- sgemm floor -------------------------------------------------------------------------- */
+
+typedef struct {
+    int ta, tb;
+    size_t M, N, K;
+} gemm_t;
+
+static size_t add(gemm_t *g, size_t n, int ta, int tb, size_t M, size_t N, size_t K)
+{
+    g[n] = (gemm_t){ta, tb, M, N, K};
+    return n + 1;
+}
+
+/* The sgemm calls of one starling LoRA step on this model (mirrors core/model.c). */
+static size_t step_gemms(gemm_t *g, size_t B, size_t N, size_t d, size_t H, size_t r, size_t K, size_t L)
+{
+    size_t n = 0, tok = (N - 1) / 2;
+    for (int m = 0; m < 2; m++)
+        n = add(g, n, 0, 1, B * tok, d, 48);
+    for (size_t l = 0; l < L; l++) {
+        size_t nq = l + 1 == L ? 1 : N, rows = B * N, rq = B * nq;
+        if (nq == N)
+            n = add(g, n, 0, 1, rows, 3 * d, d);
+        else
+            n = add(g, n, 0, 1, rows, 2 * d, d), n = add(g, n, 0, 1, B, d, d);
+        for (int j = 0; j < 3; j++) {
+            size_t rr = j == 0 ? rq : rows;
+            n = add(g, n, 0, 1, rr, r, d), n = add(g, n, 0, 1, rr, d, r);
+        }
+        n = add(g, n, 0, 1, rq, d, d), n = add(g, n, 0, 1, rq, r, d), n = add(g, n, 0, 1, rq, d, r);
+        n = add(g, n, 0, 1, rq, H, d), n = add(g, n, 0, 1, rq, d, H);
+    }
+    n = add(g, n, 0, 1, B, K, d);
+    n = add(g, n, 1, 0, K, d, B), n = add(g, n, 0, 0, B, d, K);
+    for (size_t l = L; l-- > 0;) {
+        size_t nq = l + 1 == L ? 1 : N, rows = B * N, rq = B * nq;
+        n = add(g, n, 0, 0, rq, H, d), n = add(g, n, 0, 0, rq, d, H);
+        n = add(g, n, 0, 0, rq, d, d);
+        n = add(g, n, 1, 0, d, r, rq), n = add(g, n, 0, 0, rq, r, d), n = add(g, n, 1, 0, r, d, rq);
+        n = add(g, n, 0, 0, rq, d, r);
+        int need_in = l > 0;
+        if (need_in) {
+            if (nq == N)
+                n = add(g, n, 0, 0, rows, d, 3 * d);
+            else
+                n = add(g, n, 0, 0, rows, d, 2 * d), n = add(g, n, 0, 0, B, d, d);
+        }
+        for (int j = 0; j < 3; j++) {
+            size_t rr = j == 0 ? rq : rows;
+            n = add(g, n, 1, 0, d, r, rr), n = add(g, n, 0, 0, rr, r, d), n = add(g, n, 1, 0, r, d, rr);
+            if (need_in)
+                n = add(g, n, 0, 0, rr, d, r);
+        }
+    }
+    return n;
+}
+
+/* GFLOP/s of OpenBLAS running exactly these calls back to back (median of 5 timings). */
+static double sgemm_gflops(const gemm_t *g, size_t n, double *flops_out)
+{
+    size_t big = 0;
+    double flops = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t s = g[i].M * g[i].K + g[i].K * g[i].N + g[i].M * g[i].N;
+        big = s > big ? s : big;
+        flops += 2.0 * (double)g[i].M * (double)g[i].N * (double)g[i].K;
+    }
+    float *buf = calloc(3 * big, sizeof(float));
+    for (size_t i = 0; i < 3 * big; i++)
+        buf[i] = (float)(i % 7) * 0.1f;
+    double t[5];
+    for (int rep = 0; rep < 5; rep++) {
+        int iters = 0;
+        double t0 = now(), el;
+        do {
+            for (size_t i = 0; i < n; i++) {
+                const gemm_t *c = &g[i];
+                float *A = buf, *Bm = buf + big, *C = buf + 2 * big;
+                blasint lda = (blasint)(c->ta ? c->M : c->K), ldb = (blasint)(c->tb ? c->K : c->N);
+                cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans, c->tb ? CblasTrans : CblasNoTrans,
+                            (blasint)c->M, (blasint)c->N, (blasint)c->K, 1.0f, A, lda, Bm, ldb, 1.0f, C,
+                            (blasint)c->N);
+            }
+            iters++;
+            el = now() - t0;
+        } while (el < 0.2);
+        t[rep] = flops * iters / el / 1e9;
+    }
+    free(buf);
+    *flops_out = flops;
+    return median(t, 5);
+}
+
+/* ---- torch side --------------------------------------------------------------------------- */
+
+typedef struct {
+    int torch_threads, blas_threads, active, foreach;
+    pid_t pid;
+    FILE *in, *out;
+    char info[4096];
+    double sps[REPEATS];
+    int ok;
+} tvariant;
+
+static int spawn(tvariant *v, const char *script)
+{
+    int to[2], from[2];
+    if (pipe(to) || pipe(from))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+        char bt[16], tt[16], fe[16];
+        snprintf(bt, sizeof bt, "%d", v->blas_threads);
+        snprintf(tt, sizeof tt, "%d", v->torch_threads);
+        snprintf(fe, sizeof fe, "%d", v->foreach);
+        setenv("OPENBLAS_NUM_THREADS", bt, 1);
+        setenv("OMP_NUM_THREADS", tt, 1);
+        setenv("OMP_WAIT_POLICY", v->active ? "ACTIVE" : "PASSIVE", 1);
+        execl("/usr/bin/python3", "python3", script, tt, fe, (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]), close(from[1]);
+    v->pid = pid;
+    v->in = fdopen(to[1], "w");
+    v->out = fdopen(from[0], "r");
+    if (!v->in || !v->out || !fgets(v->info, sizeof v->info, v->out) || !strstr(v->info, "\"ready\""))
+        return -1;
+    v->info[strcspn(v->info, "\n")] = 0;
+    v->ok = 1;
+    return 0;
+}
+
+static double t_run(tvariant *v, int steps)
+{
+    char line[128];
+    fprintf(v->in, "run %d\n", steps);
+    fflush(v->in);
+    if (!fgets(line, sizeof line, v->out)) {
+        v->ok = 0;
+        return NAN;
+    }
+    return atof(line);
+}
+
+static void stop(tvariant *v)
+{
+    if (v->in) {
+        fprintf(v->in, "quit\n");
+        fclose(v->in);
+    }
+    if (v->out)
+        fclose(v->out);
+    if (v->pid > 0)
+        waitpid(v->pid, NULL, 0);
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    int with_torch = !(argc > 1 && strcmp(argv[1], "--no-torch") == 0);
+    char script[2048];
+    const char *src = getenv("SL_SOURCE_DIR");
+    snprintf(script, sizeof script, "%s/bench/torch_train_throughput.py", src ? src : ".");
+    if (with_torch && (access("/usr/bin/python3", X_OK) != 0 || access(script, R_OK) != 0 ||
+                       system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)) {
+        fprintf(stderr, "torch reference unavailable (need /usr/bin/python3 with torch and %s; set SL_SOURCE_DIR)\n",
+                script);
+        with_torch = 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    sl_config_t cfg;
+    sl_config_defaults(&cfg); /* d=64 L=2 heads=4 mlp 2 patch 16, lora r=4 alpha 8 on q,k,v,o */
+    sl_schema_t s;
+    memset(&s, 0, sizeof s);
+    s.n_modalities = 2;
+    s.n_classes = 6;
+    for (int k = 0; k < 2; k++) {
+        snprintf(s.modalities[k].name, SL_NAME_MAX, "%s", k ? "gyro" : "acc");
+        s.modalities[k].kind = SL_MOD_TIMESERIES;
+        s.modalities[k].dims[0] = 128;
+        s.modalities[k].dims[1] = 3;
+    }
+    cside c;
+    memset(&c, 0, sizeof c);
+    if (sl_model_new(&c.m, &cfg, &s) != 0 || sl_batch_init(&c.batch, &s, BATCH) != 0) {
+        fprintf(stderr, "setup: %s\n", sl_last_error());
+        return 1;
+    }
+    char desc[256];
+    sl_model_describe(c.m, desc, sizeof desc);
+    fprintf(stderr, "model: %s\n", desc);
+    sl_rng_init(&c.rng, 1, "bench", 0, 0);
+    c.batch.size = BATCH;
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < BATCH * 384; i++)
+            c.batch.x[k][i] = (float)sl_rng_normal(&c.rng);
+    for (size_t i = 0; i < BATCH; i++) {
+        c.batch.present[2 * i] = c.batch.present[2 * i + 1] = 1;
+        c.batch.labels[i] = (int32_t)sl_rng_below(&c.rng, 6);
+    }
+    sl_model_trainable(c.m, &c.n);
+    c.mom = calloc(c.n, sizeof(float));
+    c.vel = calloc(c.n, sizeof(float));
+    { /* LoRA B starts at 0; give it values so every matmul does real work */
+        float *w = sl_model_trainable(c.m, NULL);
+        for (size_t i = 0; i < c.n; i++)
+            w[i] += 0.01f * (float)sl_rng_normal(&c.rng);
+    }
+
+    gemm_t g[256];
+    size_t ng = step_gemms(g, BATCH, sl_model_tokens(c.m), 64, 128, 4, 6, 2);
+
+    for (int T = 1; T <= 2; T++) {
+        sl_blas_set_threads(T);
+        double gemm_flops;
+        double floor_gf = sgemm_gflops(g, ng, &gemm_flops);
+        tvariant tv[MAX_VARIANTS];
+        int nv = 0;
+        if (with_torch)
+            for (int tt = 1; tt <= T; tt++)
+                for (int bt = 1; bt <= T; bt++)
+                    for (int act = 0; act < 2; act++)
+                        for (int fe = 1; fe >= (T == 1 ? 0 : 1); fe--) { /* foreach=0 is slower: T=1 only */
+                            tvariant *v = &tv[nv];
+                            memset(v, 0, sizeof *v);
+                            *v = (tvariant){.torch_threads = tt, .blas_threads = bt, .active = act, .foreach = fe};
+                            if (spawn(v, script) != 0) {
+                                fprintf(stderr, "torch variant failed to start\n");
+                                stop(v);
+                                continue;
+                            }
+                            nv++;
+                        }
+        c_run(&c, 20); /* warm-up */
+        for (int i = 0; i < nv; i++)
+            t_run(&tv[i], 5);
+        double csps[REPEATS];
+        for (int rep = 0; rep < REPEATS; rep++) {
+            csps[rep] = STEPS * BATCH / c_run(&c, STEPS);
+            for (int i = 0; i < nv; i++)
+                tv[i].sps[rep] = STEPS * BATCH / t_run(&tv[i], STEPS);
+            fprintf(stderr, "T=%d rep %d: starling %.0f samples/s\n", T, rep, csps[rep]);
+        }
+        double cmin = csps[0], cmax = csps[0];
+        for (int rep = 0; rep < REPEATS; rep++)
+            cmin = fmin(cmin, csps[rep]), cmax = fmax(cmax, csps[rep]);
+        double cmed = median(csps, REPEATS);
+        double step_s = BATCH / cmed;
+        int best = -1;
+        double best_med = 0, tmed[MAX_VARIANTS], tmin[MAX_VARIANTS], tmax[MAX_VARIANTS];
+        for (int i = 0; i < nv; i++) {
+            tmin[i] = tmax[i] = tv[i].sps[0];
+            for (int rep = 0; rep < REPEATS; rep++)
+                tmin[i] = fmin(tmin[i], tv[i].sps[rep]), tmax[i] = fmax(tmax[i], tv[i].sps[rep]);
+            tmed[i] = tv[i].ok ? median(tv[i].sps, REPEATS) : 0;
+            if (tv[i].ok && tmed[i] > best_med)
+                best_med = tmed[i], best = i;
+        }
+        printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 lora-r4-qkvo\", "
+               "\"batch\": %d, \"threads\": %d, \"steps\": %d, \"repeats\": %d, \"unit\": \"samples/s\", "
+               "\"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
+               "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, \"achieved_gflops\": %.2f, "
+               "\"fraction_of_sgemm_floor\": %.3f",
+               BATCH, T, STEPS, REPEATS, cmed, cmin, cmax, floor_gf, gemm_flops / 1e6, gemm_flops / step_s / 1e9,
+               gemm_flops / step_s / 1e9 / floor_gf);
+        if (best >= 0) {
+            printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
+                   "\"torch_best\": {\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
+                   "\"adamw_foreach\": %d}, \"torch_variants\": [",
+                   best_med, tmin[best], tmax[best], cmed / best_med, tv[best].torch_threads, tv[best].blas_threads,
+                   tv[best].active ? "active" : "passive", tv[best].foreach);
+            for (int i = 0; i < nv; i++)
+                printf("%s{\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", \"foreach\": %d, "
+                       "\"median\": %.1f}",
+                       i ? ", " : "", tv[i].torch_threads, tv[i].blas_threads, tv[i].active ? "active" : "passive",
+                       tv[i].foreach, tmed[i]);
+            printf("], \"torch_info\": %s", tv[best].info);
+        } else {
+            printf(", \"torch_median\": null, \"ratio\": null");
+        }
+        printf("}\n");
+        fflush(stdout);
+        for (int i = 0; i < nv; i++)
+            stop(&tv[i]);
+    }
+    free(c.mom), free(c.vel);
+    sl_batch_free(&c.batch);
+    sl_model_destroy(&c.m);
+    return 0;
+}
