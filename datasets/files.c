@@ -866,7 +866,10 @@ static int files_open(void **state, const sl_dataset_args_t *args, char *err, si
         } else {
             double *vals;
             size_t rows, cols;
-            if ((rc = csv_read(path, &vals, &rows, &cols, NULL)))
+            char *hdr = NULL; /* an optional header row of column names is skipped */
+            rc = csv_read(path, &vals, &rows, &cols, &hdr);
+            free(hdr);
+            if (rc)
                 goto cleanup;
             if (rows != n) {
                 free(vals);
