@@ -190,6 +190,8 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts_t *o, sl_secagg_sim_result_t *r)
     sl_secagg_params_default(&p);
     uint8_t graph_seed[32], session[16];
     sl_rng_bytes(&rng, graph_seed, sizeof graph_seed);
+    if (o->graph_seed)
+        memcpy(graph_seed, o->graph_seed, sizeof graph_seed);
     sl_rng_bytes(&rng, session, sizeof session);
     p.round = o->seed;
     p.n = o->n;
@@ -278,6 +280,9 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts_t *o, sl_secagg_sim_result_t *r)
     r->server_collect_time = sm.collect_time;
     r->server_unmask_time = sm.unmask_time;
     size_t done = 0;
+    if (o->included_out)
+        for (size_t u = 0; u < o->n; u++)
+            o->included_out[u] = (uint8_t)sl_secagg_server_included(sm.s, (uint32_t)u);
     for (size_t u = 0; u < o->n; u++) {
         if (!sl_secagg_server_included(sm.s, (uint32_t)u) || sm.cl[u].drop_at)
             continue;

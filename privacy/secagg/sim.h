@@ -26,6 +26,8 @@ typedef struct sl_secagg_sim_opts {
     uint64_t seed;           /* inputs, dropout pattern, graph, session */
     int seeded_keys;         /* 1: client secrets from seeded streams (reproducible tests) */
     int measure_floor;       /* 1: also time the bare keystream of the server's masks */
+    const uint8_t *graph_seed; /* optional 32 bytes (else derived from seed) */
+    uint8_t *included_out;   /* optional (n,): set to 1 for clients whose input is in the sum */
 } sl_secagg_sim_opts_t;
 
 typedef struct sl_secagg_sim_result {
