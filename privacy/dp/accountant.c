@@ -17,22 +17,39 @@
 
 /* ---- orders ------------------------------------------------------------------------- */
 
-static double orders_table[SL_DP_NUM_ORDERS];
-static int orders_ready;
+/* [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)); each entry is the same
+ * IEEE expression Python evaluates (the compiler folds it with the same rounding). */
+static const double orders_table[] = {
+    1.0 + 1.0 / 10.0, 1.0 + 2.0 / 10.0, 1.0 + 3.0 / 10.0, 1.0 + 4.0 / 10.0, 1.0 + 5.0 / 10.0, 1.0 + 6.0 / 10.0,
+    1.0 + 7.0 / 10.0, 1.0 + 8.0 / 10.0, 1.0 + 9.0 / 10.0, 1.0 + 10.0 / 10.0, 1.0 + 11.0 / 10.0, 1.0 + 12.0 / 10.0,
+    1.0 + 13.0 / 10.0, 1.0 + 14.0 / 10.0, 1.0 + 15.0 / 10.0, 1.0 + 16.0 / 10.0, 1.0 + 17.0 / 10.0, 1.0 + 18.0 / 10.0,
+    1.0 + 19.0 / 10.0, 1.0 + 20.0 / 10.0, 1.0 + 21.0 / 10.0, 1.0 + 22.0 / 10.0, 1.0 + 23.0 / 10.0, 1.0 + 24.0 / 10.0,
+    1.0 + 25.0 / 10.0, 1.0 + 26.0 / 10.0, 1.0 + 27.0 / 10.0, 1.0 + 28.0 / 10.0, 1.0 + 29.0 / 10.0, 1.0 + 30.0 / 10.0,
+    1.0 + 31.0 / 10.0, 1.0 + 32.0 / 10.0, 1.0 + 33.0 / 10.0, 1.0 + 34.0 / 10.0, 1.0 + 35.0 / 10.0, 1.0 + 36.0 / 10.0,
+    1.0 + 37.0 / 10.0, 1.0 + 38.0 / 10.0, 1.0 + 39.0 / 10.0, 1.0 + 40.0 / 10.0, 1.0 + 41.0 / 10.0, 1.0 + 42.0 / 10.0,
+    1.0 + 43.0 / 10.0, 1.0 + 44.0 / 10.0, 1.0 + 45.0 / 10.0, 1.0 + 46.0 / 10.0, 1.0 + 47.0 / 10.0, 1.0 + 48.0 / 10.0,
+    1.0 + 49.0 / 10.0, 1.0 + 50.0 / 10.0, 1.0 + 51.0 / 10.0, 1.0 + 52.0 / 10.0, 1.0 + 53.0 / 10.0, 1.0 + 54.0 / 10.0,
+    1.0 + 55.0 / 10.0, 1.0 + 56.0 / 10.0, 1.0 + 57.0 / 10.0, 1.0 + 58.0 / 10.0, 1.0 + 59.0 / 10.0, 1.0 + 60.0 / 10.0,
+    1.0 + 61.0 / 10.0, 1.0 + 62.0 / 10.0, 1.0 + 63.0 / 10.0, 1.0 + 64.0 / 10.0, 1.0 + 65.0 / 10.0, 1.0 + 66.0 / 10.0,
+    1.0 + 67.0 / 10.0, 1.0 + 68.0 / 10.0, 1.0 + 69.0 / 10.0, 1.0 + 70.0 / 10.0, 1.0 + 71.0 / 10.0, 1.0 + 72.0 / 10.0,
+    1.0 + 73.0 / 10.0, 1.0 + 74.0 / 10.0, 1.0 + 75.0 / 10.0, 1.0 + 76.0 / 10.0, 1.0 + 77.0 / 10.0, 1.0 + 78.0 / 10.0,
+    1.0 + 79.0 / 10.0, 1.0 + 80.0 / 10.0, 1.0 + 81.0 / 10.0, 1.0 + 82.0 / 10.0, 1.0 + 83.0 / 10.0, 1.0 + 84.0 / 10.0,
+    1.0 + 85.0 / 10.0, 1.0 + 86.0 / 10.0, 1.0 + 87.0 / 10.0, 1.0 + 88.0 / 10.0, 1.0 + 89.0 / 10.0, 1.0 + 90.0 / 10.0,
+    1.0 + 91.0 / 10.0, 1.0 + 92.0 / 10.0, 1.0 + 93.0 / 10.0, 1.0 + 94.0 / 10.0, 1.0 + 95.0 / 10.0, 1.0 + 96.0 / 10.0,
+    1.0 + 97.0 / 10.0, 1.0 + 98.0 / 10.0, 1.0 + 99.0 / 10.0, 12.0, 13.0, 14.0,
+    15.0, 16.0, 17.0, 18.0, 19.0, 20.0,
+    21.0, 22.0, 23.0, 24.0, 25.0, 26.0,
+    27.0, 28.0, 29.0, 30.0, 31.0, 32.0,
+    33.0, 34.0, 35.0, 36.0, 37.0, 38.0,
+    39.0, 40.0, 41.0, 42.0, 43.0, 44.0,
+    45.0, 46.0, 47.0, 48.0, 49.0, 50.0,
+    51.0, 52.0, 53.0, 54.0, 55.0, 56.0,
+    57.0, 58.0, 59.0, 60.0, 61.0, 62.0,
+    63.0,
+};
+_Static_assert(sizeof orders_table / sizeof orders_table[0] == SL_DP_NUM_ORDERS, "Opacus has 151 default orders");
 
-const double *sl_dp_default_orders(void)
-{
-    /* Idempotent and racing writers store identical values, so no lock is needed. */
-    if (!orders_ready) {
-        size_t k = 0;
-        for (int x = 1; x < 100; x++)
-            orders_table[k++] = 1.0 + (double)x / 10.0;
-        for (int a = 12; a < 64; a++)
-            orders_table[k++] = (double)a;
-        orders_ready = 1;
-    }
-    return orders_table;
-}
+const double *sl_dp_default_orders(void) { return orders_table; }
 
 /* ---- log-space arithmetic (rdp.py) ------------------------------------------------------ */
 
@@ -189,6 +206,11 @@ int sl_dp_rdp(double q, double sigma, double alpha, double *rdp_out)
         *rdp_out = alpha / (2 * (sigma * sigma));
         return 0;
     }
+    /* Python raises ZeroDivisionError / OverflowError where sigma^2 or 1/q leave the
+     * double range; refuse those instead of computing NaN. */
+    if (sigma * sigma == 0 || !isfinite(sigma * sigma) || !isfinite(1 / q - 1))
+        return sl_error(SL_ERANGE, "rdp: q = %g, sigma = %g is outside the range the RDP series can evaluate", q,
+                        sigma);
     double log_a = 0;
     if (alpha == floor(alpha) && alpha < 2147483647.0) {
         log_a = log_a_int(q, sigma, (int)alpha);
@@ -197,6 +219,9 @@ int sl_dp_rdp(double q, double sigma, double alpha, double *rdp_out)
         if (rc)
             return rc;
     }
+    if (isnan(log_a))
+        return sl_error(SL_ERANGE, "rdp: the series for q = %g, sigma = %g, alpha = %g is not a number", q, sigma,
+                        alpha);
     *rdp_out = log_a / (alpha - 1);
     return 0;
 }
@@ -643,8 +668,10 @@ int sl_dp_accountant_decode(const uint8_t *buf, size_t len, sl_dp_accountant_t *
             goto cleanup;
         }
         rc = sl_dp_accountant_step(acc, q, sigma, (int64_t)steps);
-        if (rc)
+        if (rc) {
+            rc = sl_error_wrap(SL_EFORMAT, "accountant state: entry %llu", (unsigned long long)i);
             goto cleanup;
+        }
     }
     *out = acc;
     return 0;

@@ -10,6 +10,8 @@ asymptotic series far in the tail, orders built by list comprehension as in Opac
 Usage:
   rdp_reference.py eps Q SIGMA STEPS DELTA      -> "eps best_alpha"
   rdp_reference.py grid                         -> "q sigma steps delta eps best_alpha" per line
+  rdp_reference.py opacus-grid                  -> the same grid from Opacus itself, if it can be
+                                                   imported (exit 77 when it cannot)
 """
 import math
 import sys
@@ -152,6 +154,17 @@ def main():
         # a two-entry history, composed in order
         e, a = epsilon([(0.01, 1.0, 500), (0.02, 1.5, 300)], 1e-5)
         print("history %.17g %.17g" % (e, a))
+        return 0
+    if len(sys.argv) == 2 and sys.argv[1] == "opacus-grid":
+        try:
+            from opacus.accountants import RDPAccountant
+        except Exception:  # not installed here (no pip): the caller skips this part
+            return 77
+        for q, sigma, steps, delta in GRID:
+            acc = RDPAccountant()
+            acc.history = [(sigma, q, steps)]
+            e, a = acc.get_privacy_spent(delta=delta)
+            print("%.17g %.17g %d %.17g %.17g %.17g" % (q, sigma, steps, delta, e, a))
         return 0
     sys.stderr.write(__doc__)
     return 2

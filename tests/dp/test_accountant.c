@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "privacy/dp/accountant.h"
 #include "support/check.h"
 
@@ -32,6 +33,9 @@ static void test_orders(void)
     CHECK(o[SL_DP_NUM_ORDERS - 1] == 63.0);
     for (size_t i = 1; i < SL_DP_NUM_ORDERS; i++)
         CHECK(o[i] > o[i - 1]);
+    /* the table equals Python's 1 + x / 10.0 evaluated at run time */
+    for (volatile int x = 1; x < 100; x++)
+        CHECK(o[x - 1] == 1.0 + (double)x / 10.0);
 }
 
 static void test_closed_forms(void)
@@ -258,6 +262,49 @@ static void test_stateful(void)
     sl_dp_accountant_destroy(&acc);
 }
 
+/* Random blobs behind a valid header: decode succeeds or says SL_EFORMAT, never crashes. */
+static void test_decode_random(void)
+{
+    sl_rng_t rng;
+    sl_rng_init(&rng, 3, "test-acc-fuzz", 0, 0);
+    uint8_t buf[20 + 24 * 4];
+    int ok = 0, bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        size_t len = (size_t)sl_rng_below(&rng, sizeof buf + 1);
+        sl_rng_bytes(&rng, buf, sizeof buf);
+        memcpy(buf, "SLRA", 4);
+        buf[4] = 1, buf[5] = buf[6] = buf[7] = 0;
+        buf[8] = SL_DP_NUM_ORDERS, buf[9] = buf[10] = buf[11] = 0;
+        uint64_t n = sl_rng_below(&rng, 5);
+        for (int i = 0; i < 8; i++)
+            buf[12 + i] = (uint8_t)(n >> (8 * i));
+        if (it % 3 != 0) /* mostly the consistent length, else anything */
+            len = 20 + 24 * (size_t)n;
+        for (uint64_t e = 0; e < n && it % 2 == 0; e++) { /* half the time, plausible values */
+            double q = sl_rng_uniform(&rng), s = 0.3 + 5 * sl_rng_uniform(&rng);
+            uint64_t st = 1 + sl_rng_below(&rng, 1000);
+            memcpy(buf + 20 + 24 * e, &q, 8);
+            memcpy(buf + 28 + 24 * e, &s, 8);
+            for (int i = 0; i < 8; i++)
+                buf[36 + 24 * e + (uint64_t)i] = (uint8_t)(st >> (8 * i));
+        }
+        sl_dp_accountant_t *acc = NULL;
+        int rc = sl_dp_accountant_decode(buf, len, &acc);
+        CHECK(rc == 0 || rc == SL_EFORMAT || rc == SL_ERANGE);
+        if (rc == 0) {
+            double eps;
+            CHECK(sl_dp_accountant_epsilon(acc, 1e-5, &eps, NULL) == 0);
+            CHECK(!isnan(eps) && eps >= 0);
+            ok++;
+        } else {
+            CHECK(acc == NULL);
+            bad++;
+        }
+        sl_dp_accountant_destroy(&acc);
+    }
+    CHECK_MSG(ok > 100 && bad > 100, "ok %d bad %d", ok, bad);
+}
+
 int main(void)
 {
     test_orders();
@@ -266,5 +313,6 @@ int main(void)
     test_monotone();
     test_inverse();
     test_stateful();
+    test_decode_random();
     return check_summary("test_dp_accountant");
 }
