@@ -20,6 +20,9 @@
  *        rc = sl_dp_accountant_step(acc, q, z, 1);
  *        rc = sl_dp_accountant_epsilon(acc, delta, &eps, &alpha);   // report it
  *    checkpoint: sl_dp_accountant_encode(acc, &buf, &len) ... free(buf).
+ * An accountant is not thread-safe, not even for concurrent queries (they fill a cache of
+ * per-step RDP vectors): one owner, or the caller's lock. The stateless functions are
+ * thread-safe.
  */
 #ifndef SL_DP_ACCOUNTANT_H
 #define SL_DP_ACCOUNTANT_H

@@ -51,7 +51,15 @@
  *   send update (+ count_value if r.adaptive).
  * With secure aggregation on quantized integers, noise must be discrete instead: call
  * sl_dp_clip, quantize with scale s, then sl_dp_add_discrete_gaussian_mod with
- * sigma = r.client_update_std * s (distributed DP with the discrete Gaussian).
+ * sigma = r.client_update_std * s (distributed DP with the discrete Gaussian; Kairouz,
+ * Liu, Steinke 2021). Keep sigma >= 1 in quantized units: the sum of r discrete Gaussian
+ * shares is then within exp(-2 pi^2 sigma^2) of a discrete Gaussian of variance
+ * r sigma^2, so the Gaussian accounting above applies; a smaller scale s voids that.
+ * Add the count value (adaptive clipping) with sl_dp_gaussian / a scaled integer likewise.
+ *
+ * Noise sources: the coordinator uses sl_dp_noise_init(&ns, cfg, round, UINT64_MAX), a
+ * client sl_dp_noise_init(&ns, cfg, round, client_id) (OS CSPRNG unless the test-only
+ * dp.insecure_seeded_noise is set); sl_dp_noise_free after the round.
  */
 #ifndef SL_DP_MECHANISM_H
 #define SL_DP_MECHANISM_H
