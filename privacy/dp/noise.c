@@ -67,8 +67,7 @@ static void noise_bytes(sl_dp_noise_t *ns, void *out, size_t n)
         size_t take = SL_DP_NOISE_BUF - ns->pos;
         if (take > n)
             take = n;
-        memcpy(p, ns->buf + ns->pos, take);
-        sodium_memzero(ns->buf + ns->pos, take); /* used bytes do not linger */
+        memcpy(p, ns->buf + ns->pos, take); /* the buffer is wiped by sl_dp_noise_free */
         ns->pos += (unsigned)take;
         p += take;
         n -= take;
@@ -87,9 +86,30 @@ uint64_t sl_dp_noise_u64(sl_dp_noise_t *ns)
 
 double sl_dp_noise_uniform(sl_dp_noise_t *ns) { return (double)(sl_dp_noise_u64(ns) >> 11) * 0x1.0p-53; }
 
+static uint32_t noise_u32(sl_dp_noise_t *ns)
+{
+    uint8_t b[4];
+    noise_bytes(ns, b, 4);
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
 uint64_t sl_dp_noise_below(sl_dp_noise_t *ns, uint64_t n)
 {
-    /* Lemire's unbiased bounded integer. */
+    /* Lemire's unbiased bounded integer; 32-bit draws when n fits, to spend half the
+     * OS randomness (the samplers' bottleneck) on the small bounds they mostly use. */
+    if (n <= UINT32_MAX) {
+        uint32_t n32 = (uint32_t)n;
+        uint64_t m = (uint64_t)noise_u32(ns) * n32;
+        uint32_t low = (uint32_t)m;
+        if (low < n32) {
+            uint32_t threshold = (uint32_t)(0 - n32) % n32;
+            while (low < threshold) {
+                m = (uint64_t)noise_u32(ns) * n32;
+                low = (uint32_t)m;
+            }
+        }
+        return m >> 32;
+    }
     u128_t m = (u128_t)sl_dp_noise_u64(ns) * n;
     uint64_t low = (uint64_t)m;
     if (low < n) {
@@ -184,7 +204,14 @@ int sl_dp_add_gaussian_f64(sl_dp_noise_t *ns, double *x, size_t n, double std)
 /* ---- discrete Gaussian (Canonne, Kamath, Steinke 2020) -------------------------------- */
 
 /* Bernoulli(num / den) for 128-bit num <= den, den > 0. */
-static int bernoulli128(sl_dp_noise_t *ns, u128_t num, u128_t den) { return below128(ns, den) < num; }
+static int bernoulli128(sl_dp_noise_t *ns, u128_t num, u128_t den)
+{
+    if (num == 0)
+        return 0;
+    if (num >= den) /* certain: spend no randomness */
+        return 1;
+    return below128(ns, den) < num;
+}
 
 /* Algorithm 1, gamma = num / den in [0, 1]: K = 1; while Bernoulli(gamma / K) K++; return K odd. */
 static int bern_exp_le1(sl_dp_noise_t *ns, u128_t num, u128_t den)
@@ -234,7 +261,7 @@ int64_t sl_dp_dlaplace_sample(uint64_t t, sl_dp_noise_t *ns)
         while (bern_exp_le1(ns, 1, 1)) /* V ~ Geometric(1 - exp(-1)) */
             v++;
         uint64_t x = u + t * v;
-        int y = (int)(sl_dp_noise_u64(ns) & 1);
+        int y = (int)sl_dp_noise_below(ns, 2);
         if (y && x == 0)
             continue;
         return y ? -(int64_t)x : (int64_t)x;
