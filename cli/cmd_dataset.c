@@ -95,21 +95,19 @@ static int print_info(sl_dataset_t *ds, int all, int partition_view)
     printf("clients: %zu\n", nc);
     printf("  %6s %10s %7s %6s  %s\n", "client", "id", "train", "test", "labels (count per class)");
     for (size_t c = 0; c < nc; c++) {
-        sl_example_source_t tr, te;
-        if ((rc = sl_dataset_client_source(ds, c, SL_SPLIT_TRAIN, &tr)) ||
-            (rc = sl_dataset_client_source(ds, c, SL_SPLIT_TEST, &te)))
-            goto cleanup;
-        size_t n = tr.count + te.count;
-        if (c < shown || partition_view) {
+        size_t n = sl_dataset_client_size(ds, c);
+        if (c < shown) {
+            sl_example_source_t tr, te;
             size_t h2[4096];
-            if (k <= 4096 && c < shown) {
+            if ((rc = sl_dataset_client_source(ds, c, SL_SPLIT_TRAIN, &tr)) ||
+                (rc = sl_dataset_client_source(ds, c, SL_SPLIT_TEST, &te)))
+                goto cleanup;
+            if (k <= 4096) {
                 if ((rc = histogram(&tr, hist, k, SIZE_MAX)) || (rc = histogram(&te, h2, k, SIZE_MAX)))
                     goto cleanup;
                 for (size_t i = 0; i < k; i++)
                     hist[i] += h2[i];
             }
-        }
-        if (c < shown) {
             printf("  %6zu %10llu %7zu %6zu  ", c, (unsigned long long)sl_dataset_client_id(ds, c), tr.count, te.count);
             print_hist(hist, k);
             for (size_t m = 0; m < s->n_modalities; m++)

@@ -825,6 +825,13 @@ uint64_t sl_dataset_client_id(const sl_dataset_t *ds, size_t index)
     return ds->partitioned ? (uint64_t)index : ds->drv->group_id(ds->state, ds->clients[index].group);
 }
 
+size_t sl_dataset_client_size(const sl_dataset_t *ds, size_t index)
+{
+    if (index >= ds->n_clients)
+        return 0;
+    return ds->partitioned ? ds->clients[index].n_members : ds->drv->group_size(ds->state, ds->clients[index].group);
+}
+
 int sl_dataset_client_missing(const sl_dataset_t *ds, size_t index, size_t m)
 {
     return index < ds->n_clients && ds->missing_modality >= 0 && (size_t)ds->missing_modality == m &&

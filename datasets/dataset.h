@@ -74,6 +74,9 @@ SL_NODISCARD int sl_dataset_global_source(sl_dataset_t *ds, sl_global_split_t wh
  * for a source from elsewhere, SL_ERANGE for i >= count. */
 SL_NODISCARD int sl_dataset_source_label(const sl_example_source_t *src, size_t i, int32_t *label);
 
+/* Examples of client `index`, local train + test (0 for a bad index); cheap: builds no view. */
+size_t sl_dataset_client_size(const sl_dataset_t *ds, size_t index);
+
 /* Whether client `index` lacks modality m (modality dropout). */
 int sl_dataset_client_missing(const sl_dataset_t *ds, size_t index, size_t m);
 

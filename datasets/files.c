@@ -39,7 +39,8 @@ typedef struct {
     int32_t *labels;                   /* (n) */
     fgroup_t *groups;
     size_t n_groups;
-    char **class_names;                /* (n_classes) or NULL */
+    char **class_names;                /* (n_class_names) or NULL */
+    size_t n_class_names;
 } files_t;
 
 static const sl_dataset_option_t files_options[] = {
@@ -354,9 +355,8 @@ static void files_close(void *state)
     for (size_t g = 0; g < f->n_groups; g++)
         free(f->groups[g].rows);
     free(f->groups);
-    if (f->class_names)
-        for (size_t k = 0; k < f->schema.n_classes; k++)
-            free(f->class_names[k]);
+    for (size_t k = 0; f->class_names && k < f->n_class_names; k++)
+        free(f->class_names[k]);
     free(f->class_names);
     free(f);
 }
@@ -532,6 +532,7 @@ static int read_class_names(files_t *f, const char *dir, size_t *n_names)
             break;
         }
         f->class_names[*n_names] = strdup(line);
+        f->n_class_names = *n_names + 1;
         if (!f->class_names[(*n_names)++]) {
             rc = sl_error(SL_ENOMEM, "%s: out of memory", path);
             break;
