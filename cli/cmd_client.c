@@ -1,9 +1,222 @@
-#include "cli/cli.h"
+/* starling client: one federated client (or --virtual N of them in one process). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-/* Not built yet: see the README for the commands this build has. */
+#include "cli/cli.h"
+#include "cli/fed.h"
+#include "client/runtime.h"
+#include "client/trainer.h"
+#include "core/log.h"
+#include "core/rng.h"
+
+static const char usage[] =
+    "Usage: starling client --config FILE --client-index I [options]\n\n"
+    "Join a federation as dataset client I (wire id I+1): register, train locally on each\n"
+    "task, reply with the update; reconnect with backoff if the coordinator goes away.\n\n"
+    "  --coordinator EP       coordinator endpoint (as net.coordinator), e.g. tcp://host:7700\n"
+    "  --client-index I       dataset client index, 0-based\n"
+    "  --virtual N            run clients I .. I+N-1 in this process (sharing the base model)\n"
+    "  --key PREFIX           CURVE key pair DIR/NAME (default <net.keys_dir>/client)\n"
+    "  --data NAME            dataset (as data.name)\n"
+    "  --data-opt K=V         dataset option (repeatable)\n"
+    "Fault injection (experiments):\n"
+    "  --kill-probability P   crash (exit) on receiving a task with probability P\n"
+    "  --straggler-delay S    wait a uniform 0..S seconds before training each task\n\n";
+
+typedef struct {
+    uint64_t seed;
+    double kill_p;
+    double straggle_s;
+} faults_t;
+
+/* Crash or delay per task, from a seeded stream so experiments are reproducible. */
+static int fault_hook(void *ctx, const sl_client_task_t *task)
+{
+    const faults_t *f = ctx;
+    sl_rng_t r;
+    sl_rng_init(&r, f->seed, "fault", task->round, task->client_id);
+    if (f->kill_p > 0 && sl_rng_uniform(&r) < f->kill_p) {
+        SL_WARN("client %llu: injected crash in round %llu", (unsigned long long)task->client_id,
+                (unsigned long long)task->round);
+        _exit(3); /* a crash: no BYE, no cleanup */
+    }
+    if (f->straggle_s > 0) {
+        double s = sl_rng_uniform(&r) * f->straggle_s;
+        struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 int cmd_client(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_not_available("client");
+    enum {
+        OPT_COORD = CLI_OPT_FIRST_FREE,
+        OPT_INDEX,
+        OPT_VIRTUAL,
+        OPT_KEY,
+        OPT_DATA,
+        OPT_DATA_OPT,
+        OPT_KILL,
+        OPT_STRAGGLE
+    };
+    static const struct option longopts[] = {{"coordinator", required_argument, NULL, OPT_COORD},
+                                             {"client-index", required_argument, NULL, OPT_INDEX},
+                                             {"virtual", required_argument, NULL, OPT_VIRTUAL},
+                                             {"key", required_argument, NULL, OPT_KEY},
+                                             {"data", required_argument, NULL, OPT_DATA},
+                                             {"data-opt", required_argument, NULL, OPT_DATA_OPT},
+                                             {"kill-probability", required_argument, NULL, OPT_KILL},
+                                             {"straggler-delay", required_argument, NULL, OPT_STRAGGLE},
+                                             CLI_COMMON_LONG_OPTIONS,
+                                             {NULL, 0, NULL, 0}};
+    cli_common_t common = {0};
+    const char *coord = NULL, *key = NULL, *data = NULL;
+    const char *data_opts[64];
+    int n_data_opts = 0;
+    double index = -1, virt = 1;
+    faults_t faults = {0};
+    int opt;
+    opterr = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        int handled = cli_common_option(&common, opt, optarg, "client");
+        if (handled < 0)
+            return -handled;
+        if (handled)
+            continue;
+        switch (opt) {
+        case OPT_COORD:
+            coord = optarg;
+            break;
+        case OPT_KEY:
+            key = optarg;
+            break;
+        case OPT_DATA:
+            data = optarg;
+            break;
+        case OPT_DATA_OPT:
+            if (n_data_opts == 64)
+                return cli_usage_error("client", "too many --data-opt");
+            data_opts[n_data_opts++] = optarg;
+            break;
+        case OPT_INDEX:
+            if (parse_double(optarg, 0, 1e9, &index) || index != (double)(long)index)
+                return cli_usage_error("client", "--client-index: expected an integer >= 0, got \"%s\"", optarg);
+            break;
+        case OPT_VIRTUAL:
+            if (parse_double(optarg, 1, 1e6, &virt) || virt != (double)(long)virt)
+                return cli_usage_error("client", "--virtual: expected an integer >= 1, got \"%s\"", optarg);
+            break;
+        case OPT_KILL:
+            if (parse_double(optarg, 0, 1, &faults.kill_p))
+                return cli_usage_error("client", "--kill-probability: expected a number in [0, 1], got \"%s\"",
+                                       optarg);
+            break;
+        case OPT_STRAGGLE:
+            if (parse_double(optarg, 0, 86400, &faults.straggle_s))
+                return cli_usage_error("client", "--straggler-delay: expected seconds >= 0, got \"%s\"", optarg);
+            break;
+        default:
+            return cli_usage_error("client", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (common.help) {
+        printf("%s%s", usage, cli_common_help);
+        return CLI_EXIT_OK;
+    }
+    if (optind < argc)
+        return cli_usage_error("client", "unexpected argument '%s'", argv[optind]);
+    if (index < 0)
+        return cli_usage_error("client", "--client-index I is required");
+
+    sl_config_t cfg;
+    int rc = cli_load_config(&common, &cfg);
+    if (rc)
+        return rc;
+    if (coord)
+        snprintf(cfg.net.coordinator, sizeof cfg.net.coordinator, "%s", coord);
+    if (data)
+        snprintf(cfg.data.name, sizeof cfg.data.name, "%s", data);
+    for (int i = 0; i < n_data_opts; i++)
+        if (sl_dataset_option_append(&cfg, data_opts[i]) != 0)
+            return cli_usage_error("client", "%s", sl_last_error());
+    char tag[32];
+    snprintf(tag, sizeof tag, "client-%ld", (long)index);
+    sl_log_set_tag(tag);
+    cli_fed_signals();
+    faults.seed = (uint64_t)cfg.run.seed;
+
+    size_t first = (size_t)index, n = (size_t)virt;
+    sl_dataset_t *ds = NULL;
+    sl_model_t *base = NULL;
+    sl_client_trainer_t **trainers = NULL;
+    sl_client_t **clients = NULL;
+    sl_keypair_t kp = {0};
+    if ((rc = sl_dataset_open(&ds, &cfg)) != 0 || (rc = cli_fed_model(&cfg, ds, &base)) != 0)
+        goto cleanup;
+    if (first + n > sl_dataset_num_clients(ds)) {
+        rc = sl_error(SL_EINVAL, "clients %zu..%zu: dataset %s has %zu clients", first, first + n - 1,
+                      cfg.data.name, sl_dataset_num_clients(ds));
+        goto cleanup;
+    }
+    trainers = calloc(n, sizeof *trainers);
+    clients = calloc(n, sizeof *clients);
+    if (!trainers || !clients) {
+        rc = sl_error(SL_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = sl_client_trainer_new(&trainers[i], base, &cfg, ds, first + i)) != 0)
+            goto cleanup;
+        if (faults.kill_p > 0 || faults.straggle_s > 0)
+            sl_client_trainer_set_task_hook(trainers[i], fault_hook, &faults);
+        sl_client_opts_t co = {0};
+        sl_client_trainer_bind(trainers[i], &co);
+        co.heartbeat_s = (double)cfg.net.heartbeat_ms / 1000.0;
+        if ((rc = sl_client_new(&clients[i], &co)) != 0)
+            goto cleanup;
+    }
+
+    sl_client_runtime_opts_t ro = {0};
+    ro.transport.role = SL_TRANSPORT_CLIENT;
+    ro.transport.endpoint = cfg.net.coordinator;
+    ro.transport.max_message_bytes = (size_t)cfg.net.max_message_bytes;
+    ro.transport.heartbeat_ms = (int)cfg.net.heartbeat_ms;
+    ro.stop = &cli_fed_stop;
+    if ((rc = cli_fed_security(&cfg, &ro.transport, &kp, key, "client")) != 0)
+        goto cleanup;
+    SL_INFO("%zu client(s) %zu..%zu connecting to %s", n, first, first + n - 1, cfg.net.coordinator);
+    rc = sl_client_run(clients, n, &ro);
+    if (rc == 0)
+        SL_INFO("done: %s", sl_client_status(clients[0]));
+
+cleanup:
+    if (rc && rc != SL_EINTR)
+        fprintf(stderr, "starling client: %s\n", sl_last_error()[0] ? sl_last_error() : sl_strerror(rc));
+    for (size_t i = 0; clients && i < n; i++)
+        sl_client_destroy(&clients[i]);
+    for (size_t i = 0; trainers && i < n; i++)
+        sl_client_trainer_destroy(&trainers[i]);
+    free(clients);
+    free(trainers);
+    sl_keypair_wipe(&kp);
+    sl_model_destroy(&base);
+    sl_dataset_destroy(&ds);
+    if (rc == SL_EINTR)
+        return 130;
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

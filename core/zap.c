@@ -1,6 +1,7 @@
 #include "core/zap.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ struct sl_zap {
     int ready_rc; /* set by the thread once bound */
     pthread_cond_t ready;
     int started;
+    volatile sig_atomic_t *reload_flag; /* see sl_zap_watch_reload */
+    char reload_path[4096];
 };
 
 static double now_seconds(void)
@@ -129,6 +132,11 @@ static void *zap_thread(void *arg)
         pthread_mutex_unlock(&z->lock);
         if (!running)
             break;
+        if (z->reload_flag && *z->reload_flag) {
+            *z->reload_flag = 0;
+            if (sl_zap_reload(z, z->reload_path) != 0)
+                SL_ERROR("zap: reload failed, keeping the old allow-list: %s", sl_last_error());
+        }
         zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&item, 1, 100) <= 0 || !(item.revents & ZMQ_POLLIN))
             continue;
@@ -199,6 +207,14 @@ int sl_zap_reload(sl_zap_t *z, const char *path)
     pthread_mutex_unlock(&z->lock);
     SL_INFO("zap: allow-list reloaded from %s (%zu keys)", path, fresh.count);
     return 0;
+}
+
+void sl_zap_watch_reload(sl_zap_t *z, volatile sig_atomic_t *flag, const char *path)
+{
+    pthread_mutex_lock(&z->lock);
+    snprintf(z->reload_path, sizeof z->reload_path, "%s", path);
+    z->reload_flag = flag;
+    pthread_mutex_unlock(&z->lock);
 }
 
 void sl_zap_ban(sl_zap_t *z, const char *public_z85, double seconds)

@@ -12,6 +12,8 @@
 #ifndef SL_ZAP_H
 #define SL_ZAP_H
 
+#include <signal.h>
+
 #include "core/error.h"
 #include "core/keys.h"
 
@@ -23,6 +25,10 @@ SL_NODISCARD int sl_zap_start(sl_zap_t **out, void *zmq_ctx, sl_allowlist_t *all
 
 /* Replace the allow-list with the one at `path` (a bad file keeps the old list). */
 SL_NODISCARD int sl_zap_reload(sl_zap_t *zap, const char *path);
+
+/* Reload the allow-list from `path` whenever *flag becomes non-zero (a SIGHUP handler
+ * sets it; the handler thread clears it). Both borrowed; path copied. */
+void sl_zap_watch_reload(sl_zap_t *zap, volatile sig_atomic_t *flag, const char *path);
 
 /* Refuse `public_z85` for `seconds` (new connections only; the caller drops the current
  * one). Keys stay refused across reloads until the cool-down ends. */
