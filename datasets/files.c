@@ -15,6 +15,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -894,6 +895,16 @@ static int files_open(void **state, const sl_dataset_args_t *args, char *err, si
             if (rc)
                 goto cleanup;
         }
+    }
+    for (size_t m = 0; m < n_specs; m++) { /* the model trusts its inputs: no NaN or inf */
+        size_t nv = sl_modality_values(&f->schema.modalities[m]);
+        for (size_t i = 0; i < n * nv; i++)
+            if (!isfinite(f->x[m][i])) {
+                snprintf(path, sizeof path, "%s/%s.%s", dir, specs[m].name, csv ? "csv" : "npy");
+                rc = sl_error(SL_ENOTFINITE, "%s: non-finite value (%g) at example %zu", path, (double)f->x[m][i],
+                              i / nv);
+                goto cleanup;
+            }
     }
     if ((rc = sl_schema_validate(&f->schema))) {
         sl_error_wrap(rc, "dataset files: %s", dir);

@@ -1,5 +1,6 @@
 /* `files` dataset: a .npy and a CSV folder written here are read back byte-exactly; every
  * malformed variant is rejected with its own message naming the file. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -189,6 +190,14 @@ static void test_npy(void)
     /* truncated data */
     write_npy("feat.npy", "<f4", shape, feat, sizeof feat - 4);
     expect_error("truncated", SL_EFORMAT, "feat.npy", "truncated");
+    /* NaN in a modality */
+    {
+        static float bad[NEX][F];
+        memcpy(bad, feat, sizeof bad);
+        bad[9][2] = NAN;
+        write_npy("feat.npy", "<f4", shape, bad, sizeof bad);
+        expect_error("nan", SL_ENOTFINITE, "feat.npy", "at example 9");
+    }
     /* wrong N */
     snprintf(shape, sizeof shape, "(%d, %d)", NEX - 1, F);
     write_npy("feat.npy", "<f4", shape, feat, sizeof feat - F * sizeof(float));

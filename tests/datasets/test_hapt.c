@@ -49,8 +49,8 @@ static void official_counts(const char *dir, const char *split, size_t counts[31
     fclose(fy);
 }
 
-/* ds opened with `classes`; all21: opened with central_train=all21. */
-static void test_counts(sl_dataset_t *ds, int classes, int all21)
+/* ds opened with `classes`; all21: central_train=all21; pub: default public users (else none). */
+static void test_counts(sl_dataset_t *ds, int classes, int all21, int pub_default)
 {
     if (!ds)
         return;
@@ -71,7 +71,7 @@ static void test_counts(sl_dataset_t *ds, int classes, int all21)
         CHECK_MSG(count == table[id], "user %llu: %zu windows, SOURCE.txt says %zu", (unsigned long long)id, count,
                   table[id]);
         CHECK_EQ(role == SL_GROUP_TEST, is_test[id]);
-        int pub = id == 1 || id == 3 || id == 5 || id == 6 || id == 7;
+        int pub = pub_default && (id == 1 || id == 3 || id == 5 || id == 6 || id == 7);
         CHECK_EQ(role == SL_GROUP_PUBLIC, pub);
         per_role[role] += count;
         total += count;
@@ -107,11 +107,15 @@ static void test_counts(sl_dataset_t *ds, int classes, int all21)
             mismatch += by_ua[u][a] != off[u][a];
     CHECK_EQ(mismatch, 0);
 
-    /* splits: 16 clients, 5 public users, 9 test users */
-    CHECK_EQ(sl_dataset_num_clients(ds), 16);
+    /* splits: 16 clients, 5 public users, 9 test users (or 21 clients, no public) */
+    CHECK_EQ(sl_dataset_num_clients(ds), pub_default ? 16 : 21);
     sl_example_source_t s;
-    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &s) == 0);
-    CHECK_EQ(s.count, per_role[SL_GROUP_PUBLIC]);
+    if (pub_default) {
+        CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &s) == 0);
+        CHECK_EQ(s.count, per_role[SL_GROUP_PUBLIC]);
+    } else {
+        CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &s) == SL_ENOTFOUND);
+    }
     CHECK(sl_dataset_global_source(ds, SL_GLOBAL_TRAIN, &s) == 0);
     CHECK_EQ(s.count, per_role[SL_GROUP_CLIENT] + (all21 ? per_role[SL_GROUP_PUBLIC] : 0));
     if (all21 && classes == 12)
@@ -235,21 +239,21 @@ static void test_options_and_errors(void)
     CHECK(sl_dataset_option_append(&cfg, "novalue") == SL_EINVAL);
 }
 
-/* public_users=none plus modality dropout: 21 clients, round(0.25 * 21) = 5 lack gyro. */
+/* A custom public list (keeps its commas), acc_scale = 2 and modality dropout: 19 clients,
+ * round(0.25 * 19) = 5 lack gyro; the first window is the raw one with acc doubled. */
 static void test_dropout(void)
 {
     sl_config_t cfg;
     sl_config_defaults(&cfg);
-    snprintf(cfg.data.options, sizeof cfg.data.options, "public_users=none");
+    snprintf(cfg.data.options, sizeof cfg.data.options, "public_users=1,3,acc_scale=2");
     snprintf(cfg.data.missing_modality, sizeof cfg.data.missing_modality, "gyro");
     cfg.data.missing_fraction = 0.25;
     sl_dataset_t *ds = NULL;
     CHECK(sl_dataset_open(&ds, &cfg) == 0);
     if (!ds)
         return;
-    CHECK_EQ(sl_dataset_num_clients(ds), 21);
-    sl_example_source_t pub;
-    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &pub) == SL_ENOTFOUND);
+    CHECK_EQ(sl_dataset_num_clients(ds), 19);
+    test_first_window(ds, 2.0f);
     size_t missing = 0;
     sl_batch_t b;
     CHECK(sl_batch_init(&b, sl_dataset_schema(ds), 4) == 0);
@@ -271,6 +275,9 @@ static void test_dropout(void)
         CHECK(ok);
     }
     CHECK_EQ(missing, 5);
+    sl_example_source_t pub;
+    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &pub) == 0);
+    CHECK_EQ(pub.count, win6[1] + win6[3]);
     /* out-of-range index and oversize requests are errors, not crashes */
     sl_example_source_t tr;
     CHECK(sl_dataset_client_source(ds, 0, SL_SPLIT_TRAIN, &tr) == 0);
@@ -288,22 +295,16 @@ static void test_dropout(void)
 int main(void)
 {
     sl_dataset_t *d6 = open_hapt(6, "");
-    test_counts(d6, 6, 0);
+    test_counts(d6, 6, 0, 1);
     test_first_window(d6, 1.0f);
     sl_dataset_destroy(&d6);
-    sl_dataset_t *d12 = open_hapt(12, "central_train=all21");
-    test_counts(d12, 12, 1);
+    sl_dataset_t *d12 = open_hapt(12, "public_users=none,central_train=all21");
+    test_counts(d12, 12, 1, 0);
     if (d12) {
         CHECK(strcmp(sl_dataset_class_name(d12, 11), "LIE_TO_STAND") == 0);
         CHECK(strcmp(sl_dataset_class_name(d12, 6), "STAND_TO_SIT") == 0);
     }
     sl_dataset_destroy(&d12);
-    /* a custom public list keeps its commas; acc_scale multiplies acc only */
-    sl_dataset_t *dp = open_hapt(6, "public_users=1,3,acc_scale=2");
-    if (dp)
-        CHECK_EQ(sl_dataset_num_clients(dp), 19);
-    test_first_window(dp, 2.0f);
-    sl_dataset_destroy(&dp);
     test_options_and_errors();
     test_dropout();
     return check_summary("test_dataset_hapt");

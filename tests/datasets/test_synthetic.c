@@ -1,5 +1,6 @@
 /* synthetic: deterministic by seed, lazy (100,000 clients cost little memory), label
  * skew as configured, and a learnable signal (nearest centroid beats chance clearly). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,11 +252,66 @@ static void test_learnable(void)
     sl_dataset_destroy(&ds);
 }
 
+/* fill() from two threads at once gives what a serial fill gives. */
+typedef struct {
+    sl_dataset_t *ds;
+    size_t client;
+    sl_batch_t batch;
+    int rc;
+} job_t;
+
+static void *fill_job(void *arg)
+{
+    job_t *j = arg;
+    for (int rep = 0; rep < 20 && !j->rc; rep++) {
+        sl_example_source_t src;
+        j->rc = sl_dataset_client_source(j->ds, j->client + (size_t)rep, SL_SPLIT_TRAIN, &src);
+        size_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7}, n = src.count < 8 ? src.count : 8;
+        if (!j->rc)
+            j->rc = src.fill(src.ctx, idx, n, &j->batch);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    sl_dataset_t *ds = open_synth("clients=200,examples=20,quantity_sigma=0", 8);
+    if (!ds)
+        return;
+    job_t jobs[2];
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) {
+        jobs[t].ds = ds;
+        jobs[t].client = (size_t)t * 100;
+        jobs[t].rc = 0;
+        CHECK(sl_batch_init(&jobs[t].batch, sl_dataset_schema(ds), 8) == 0);
+        CHECK(pthread_create(&th[t], NULL, fill_job, &jobs[t]) == 0);
+    }
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    sl_batch_t serial;
+    CHECK(sl_batch_init(&serial, sl_dataset_schema(ds), 8) == 0);
+    for (int t = 0; t < 2; t++) {
+        CHECK_EQ(jobs[t].rc, 0);
+        sl_example_source_t src;
+        CHECK(sl_dataset_client_source(ds, jobs[t].client + 19, SL_SPLIT_TRAIN, &src) == 0);
+        size_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        CHECK(src.fill(src.ctx, idx, 8, &serial) == 0);
+        for (size_t m = 0; m < 3; m++)
+            CHECK(memcmp(serial.x[m], jobs[t].batch.x[m],
+                         8 * sl_modality_values(&sl_dataset_schema(ds)->modalities[m]) * sizeof(float)) == 0);
+        sl_batch_free(&jobs[t].batch);
+    }
+    sl_batch_free(&serial);
+    sl_dataset_destroy(&ds);
+}
+
 int main(void)
 {
     test_determinism();
     test_lazy();
     test_skew();
     test_learnable();
+    test_threads();
     return check_summary("test_dataset_synthetic");
 }
