@@ -13,6 +13,7 @@
  * The physical floor: OpenBLAS sgemm GFLOP/s on exactly the matmul shapes one starling step
  * executes, and the GFLOP/s the whole step achieves on those matmuls.
  * Prints one JSON object per thread count on stdout; progress on stderr.
+ * Options: --no-torch (starling only), --profile N (N starling steps at 1 thread, no output).
  */
 #include <cblas.h>
 #include <errno.h>
@@ -310,6 +311,12 @@ int main(int argc, char **argv)
             w[i] += 0.01f * (float)sl_rng_normal(&c.rng);
     }
 
+    if (argc > 2 && strcmp(argv[1], "--profile") == 0) { /* just N steps at 1 thread, for perf */
+        sl_blas_set_threads(1);
+        double el = c_run(&c, atoi(argv[2]));
+        fprintf(stderr, "%.1f samples/s\n", atoi(argv[2]) * BATCH / el);
+        return 0;
+    }
     gemm_t g[256];
     size_t ng = step_gemms(g, BATCH, sl_model_tokens(c.m), 64, 128, 4, 6, 2);
 

@@ -395,7 +395,7 @@ static size_t layout_acts(sl_model_t *m, float *a, size_t B)
     carve(a, &off, &m->dlogits, B * m->K);
     carve(a, &off, &m->dpooled, B * d);
     carve(a, &off, &m->dlnf, rf * d);
-    carve(a, &off, &m->attn_scratch, (d / m->NH + 2) * N + 16);
+    carve(a, &off, &m->attn_scratch, sl_attention_scratch(N, N, d, m->NH));
     carve_u8(a, &off, &m->valid, B * N);
     (void)maxin;
     return off;

@@ -90,8 +90,11 @@ void sl_linear_forward(float *out, size_t ld_out, const float *inp, size_t ld_in
     // inp is (rows, n_in), w is (n_out, n_in), out is (rows, n_out)
     float beta = 0.0f;
     if (bias) {
-        for (size_t r = 0; r < rows; r++)
-            memcpy(out + r * ld_out, bias, n_out * sizeof(float));
+        for (size_t r = 0; r < rows; r++) {
+            float *o = out + r * ld_out;
+            for (size_t j = 0; j < n_out; j++)
+                o[j] = bias[j];
+        }
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n_out), BI(n_in), 1.0f, inp, BI(ld_inp),
@@ -153,6 +156,38 @@ void sl_lora_backward(float *dinp, size_t ld_dinp, float *da, float *db, float *
                     BI(n_in), 1.0f, dinp, BI(ld_dinp));
 }
 
+/* ---- reductions --------------------------------------------------------------------- */
+
+/* Sums with 4 (or 8) independent partial sums, so they vectorize (order differs from a
+ * left-to-right sum by rounding only). */
+static float sum_array(const float *x, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t u = 0; u < 8; u++)
+            acc[u] += x[i + u];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+static float sumsq_dev(const float *x, float m, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t u = 0; u < 8; u++) {
+            float d = x[i + u] - m;
+            acc[u] += d * d;
+        }
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += (x[i] - m) * (x[i] - m);
+    return s;
+}
+
 /* ---- LayerNorm ------------------------------------------------------------------------ */
 
 void sl_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -161,16 +196,8 @@ void sl_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     // inp, out are (rows, C); mean, rstd are (rows)
     for (size_t r = 0; r < rows; r++) {
         const float *x = inp + r * C;
-        float m = 0.0f;
-        for (size_t i = 0; i < C; i++)
-            m += x[i];
-        m /= (float)C;
-        float v = 0.0f;
-        for (size_t i = 0; i < C; i++) {
-            float d = x[i] - m;
-            v += d * d;
-        }
-        v /= (float)C;
+        float m = sum_array(x, C) / (float)C;
+        float v = sumsq_dev(x, m, C) / (float)C;
         float s = 1.0f / sqrtf(v + 1e-5f);
         float *o = out + r * C;
         for (size_t i = 0; i < C; i++)
@@ -187,11 +214,20 @@ void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
     for (size_t r = 0; r < rows; r++) {
         const float *dy = dout + r * C, *x = inp + r * C;
         float m = mean[r], s = rstd[r];
-        float sum_g = 0.0f, sum_gx = 0.0f; /* g = dy * w; mean of g and of g * xhat */
-        for (size_t i = 0; i < C; i++) {
-            float g = dy[i] * w[i];
+        float ag[8] = {0}, agx[8] = {0}; /* g = dy * w; sums of g and of g * xhat, 8 lanes */
+        size_t i0 = 0;
+        for (; i0 + 8 <= C; i0 += 8)
+            for (size_t u = 0; u < 8; u++) {
+                float g = dy[i0 + u] * w[i0 + u];
+                ag[u] += g;
+                agx[u] += g * (x[i0 + u] - m) * s;
+            }
+        float sum_g = ((ag[0] + ag[4]) + (ag[1] + ag[5])) + ((ag[2] + ag[6]) + (ag[3] + ag[7]));
+        float sum_gx = ((agx[0] + agx[4]) + (agx[1] + agx[5])) + ((agx[2] + agx[6]) + (agx[3] + agx[7]));
+        for (; i0 < C; i0++) {
+            float g = dy[i0] * w[i0];
             sum_g += g;
-            sum_gx += g * (x[i] - m) * s;
+            sum_gx += g * (x[i0] - m) * s;
         }
         sum_g /= (float)C;
         sum_gx /= (float)C;
@@ -211,66 +247,128 @@ void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 
 /* ---- attention ------------------------------------------------------------------------ */
 
+/* Per (sample, head) the kernels copy this head's rows into small local buffers padded to
+ * multiples of 4 floats (head width hp, key count Np), so every inner loop is whole 4-lane
+ * vectors: scores and dP vectorize over keys (keys transposed), outputs and dQ/dK/dV over
+ * channels. Padded lanes and invalid keys hold zeros and are never read from the inputs. */
+
+static size_t up4(size_t x)
+{
+    return (x + 3) & ~(size_t)3;
+}
+
+size_t sl_attention_scratch(size_t NQ, size_t N, size_t C, size_t NH)
+{
+    (void)NQ;
+    size_t hp = up4(C / NH), Np = up4(N);
+    /* Kh, Vh, dKh, dVh (N, hp); Kt/Vt (hp, Np); s, p/dp, ds (Np); qi, oi (hp) */
+    return 4 * N * hp + hp * Np + 3 * Np + 2 * hp + 8;
+}
+
+static inline v4sf vld(const float *p)
+{
+    v4sf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vst(float *p, v4sf v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+static inline v4sf vsplat(float x)
+{
+    v4sf v = {x, x, x, x};
+    return v;
+}
+
+/* dst (N, hp) = this head's rows of src (valid keys only, zero elsewhere); if tr, also
+ * tr (hp, Np) = its transpose. */
+static void gather_head(float *dst, float *tr, const float *src, size_t ld, const uint8_t *valid, size_t N,
+                        size_t hs, size_t hp, size_t Np)
+{
+    for (size_t j = 0; j < N; j++) {
+        float *o = dst + j * hp;
+        const float *x = src + j * ld;
+        if (valid[j])
+            for (size_t d = 0; d < hs; d++)
+                o[d] = x[d];
+        else
+            for (size_t d = 0; d < hs; d++)
+                o[d] = 0.0f;
+        for (size_t d = hs; d < hp; d++)
+            o[d] = 0.0f;
+    }
+    if (!tr)
+        return;
+    memset(tr, 0, hp * Np * sizeof(float));
+    for (size_t j = 0; j < N; j++)
+        for (size_t d = 0; d < hs; d++)
+            tr[d * Np + j] = dst[j * hp + d];
+}
+
 void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
                           size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C,
                           size_t NH, float *scratch)
 {
     // q is (B, NQ, C), k and v are (B, N, C), out is (B, NQ, C), probs is (B, NH, NQ, N)
-    size_t hs = C / NH;
+    size_t hs = C / NH, hp = up4(hs), Np = up4(N);
     float scale = 1.0f / sqrtf((float)hs);
-    float *kt = scratch;      /* (hs, N): this head's keys transposed, so scores vectorize over keys */
-    float *s = scratch + hs * N; /* (N) */
-    float *vm = s + N;        /* (N) 1.0 for a valid key, else 0.0 */
+    float *Vh = scratch, *Kh = Vh + N * hp, *Kt = Kh + N * hp, *sc = Kt + hp * Np, *oi = sc + Np;
     for (size_t b = 0; b < B; b++) {
         const uint8_t *valid = key_valid + b * N;
+        size_t nvalid = 0;
         for (size_t j = 0; j < N; j++)
-            vm[j] = valid[j] ? 1.0f : 0.0f;
+            nvalid += valid[j] ? 1u : 0u;
         for (size_t h = 0; h < NH; h++) {
-            for (size_t j = 0; j < N; j++) {
-                const float *kj = k + (b * N + j) * ldkv + h * hs;
-                for (size_t d = 0; d < hs; d++)
-                    kt[d * N + j] = valid[j] ? kj[d] : 0.0f;
-            }
+            gather_head(Kh, Kt, k + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, Np);
+            gather_head(Vh, NULL, v + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, 0);
             for (size_t i = 0; i < NQ; i++) {
                 const float *qi = q + (b * NQ + i) * ldq + h * hs;
                 float *p = probs + ((b * NH + h) * NQ + i) * N;
-                float *oi = out + (b * NQ + i) * C + h * hs;
-                for (size_t j = 0; j < N; j++)
-                    s[j] = 0.0f;
+                // sc[j] = scale * q_i . k_j, 4 keys at a time
+                for (size_t j = 0; j < Np; j += 4)
+                    vst(sc + j, vsplat(0.0f));
                 for (size_t d = 0; d < hs; d++) {
-                    float qd = qi[d] * scale;
-                    const float *kd = kt + d * N;
-                    for (size_t j = 0; j < N; j++)
-                        s[j] += qd * kd[j];
+                    v4sf qd = vsplat(qi[d] * scale);
+                    const float *kd = Kt + d * Np;
+                    for (size_t j = 0; j < Np; j += 4)
+                        vst(sc + j, vld(sc + j) + qd * vld(kd + j));
+                }
+                if (!nvalid) { /* no valid key: zero weights and output */
+                    memset(p, 0, N * sizeof(float));
+                    memset(out + (b * NQ + i) * C + h * hs, 0, hs * sizeof(float));
+                    continue;
                 }
                 float mx = -INFINITY;
                 for (size_t j = 0; j < N; j++)
-                    if (valid[j] && s[j] > mx)
-                        mx = s[j];
-                memset(oi, 0, hs * sizeof(float));
-                if (mx == -INFINITY) { /* no valid key */
-                    memset(p, 0, N * sizeof(float));
-                    continue;
-                }
+                    if (valid[j] && sc[j] > mx)
+                        mx = sc[j];
                 for (size_t j = 0; j < N; j++)
-                    p[j] = s[j] - mx;
-                exp_array(p, p, N);
+                    sc[j] -= mx;
+                exp_array(sc, sc, N);
                 float sum = 0.0f;
                 for (size_t j = 0; j < N; j++) {
-                    p[j] *= vm[j];
-                    sum += p[j];
+                    sc[j] = valid[j] ? sc[j] : 0.0f;
+                    sum += sc[j];
                 }
                 float inv = 1.0f / sum;
-                for (size_t j = 0; j < N; j++)
-                    p[j] *= inv;
+                for (size_t d = 0; d < hp; d += 4)
+                    vst(oi + d, vsplat(0.0f));
                 for (size_t j = 0; j < N; j++) {
-                    if (!valid[j])
+                    float pj = sc[j] * inv;
+                    p[j] = pj;
+                    if (pj == 0.0f)
                         continue;
-                    const float *vj = v + (b * N + j) * ldkv + h * hs;
-                    float pj = p[j];
-                    for (size_t d = 0; d < hs; d++)
-                        oi[d] += pj * vj[d];
+                    v4sf pv = vsplat(pj);
+                    const float *vj = Vh + j * hp;
+                    for (size_t d = 0; d < hp; d += 4)
+                        vst(oi + d, vld(oi + d) + pv * vld(vj + d));
                 }
+                float *o = out + (b * NQ + i) * C + h * hs;
+                for (size_t d = 0; d < hs; d++)
+                    o[d] = oi[d];
             }
         }
     }
@@ -282,31 +380,32 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                            float *scratch)
 {
     // dout is (B, NQ, C); dq is (B, NQ, C), dk, dv are (B, N, C)
-    size_t hs = C / NH;
+    size_t hs = C / NH, hp = up4(hs), Np = up4(N);
     float scale = 1.0f / sqrtf((float)hs);
-    float *vt = scratch;          /* (hs, N) values transposed */
-    float *dp = scratch + hs * N; /* (N) */
-    float *ds = dp + N;           /* (N) */
+    float *Kh = scratch, *dKh = Kh + N * hp, *dVh = dKh + N * hp, *Vh = dVh + N * hp, *Vt = Vh + N * hp;
+    float *dp = Vt + hp * Np, *ds = dp + Np, *qi = ds + Np, *doi = qi + hp;
     for (size_t b = 0; b < B; b++) {
         const uint8_t *valid = key_valid + b * N;
         for (size_t h = 0; h < NH; h++) {
-            for (size_t j = 0; j < N; j++) {
-                const float *vj = v + (b * N + j) * ldkv + h * hs;
-                for (size_t d = 0; d < hs; d++)
-                    vt[d * N + j] = valid[j] ? vj[d] : 0.0f;
-            }
+            gather_head(Kh, NULL, k + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, 0);
+            gather_head(Vh, Vt, v + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, Np);
+            memset(dKh, 0, 2 * N * hp * sizeof(float)); /* dKh and dVh */
+            memset(qi, 0, 2 * hp * sizeof(float));
             for (size_t i = 0; i < NQ; i++) {
                 const float *p = probs + ((b * NH + h) * NQ + i) * N;
-                const float *doi = dout + (b * NQ + i) * C + h * hs;
-                const float *qi = q + (b * NQ + i) * ldq + h * hs;
-                // dp[j] = sum_d dout[i][d] v[j][d]
-                for (size_t j = 0; j < N; j++)
-                    dp[j] = 0.0f;
+                const float *dsrc = dout + (b * NQ + i) * C + h * hs, *qsrc = q + (b * NQ + i) * ldq + h * hs;
                 for (size_t d = 0; d < hs; d++) {
-                    float g = doi[d];
-                    const float *vd = vt + d * N;
-                    for (size_t j = 0; j < N; j++)
-                        dp[j] += g * vd[j];
+                    doi[d] = dsrc[d];
+                    qi[d] = qsrc[d];
+                }
+                // dp[j] = dout_i . v_j, 4 keys at a time
+                for (size_t j = 0; j < Np; j += 4)
+                    vst(dp + j, vsplat(0.0f));
+                for (size_t d = 0; d < hs; d++) {
+                    v4sf g = vsplat(doi[d]);
+                    const float *vd = Vt + d * Np;
+                    for (size_t j = 0; j < Np; j += 4)
+                        vst(dp + j, vld(dp + j) + g * vld(vd + j));
                 }
                 float dot = 0.0f;
                 for (size_t j = 0; j < N; j++)
@@ -314,29 +413,42 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                 // ds = softmax backward, with the 1/sqrt(hs) of the scores folded in
                 for (size_t j = 0; j < N; j++)
                     ds[j] = p[j] * (dp[j] - dot) * scale;
+                v4sf acc[64 / 4]; /* dq_i for hp <= 64, else accumulated in place below */
+                int local = hp <= 64;
+                if (local)
+                    for (size_t d = 0; d < hp; d += 4)
+                        acc[d / 4] = vsplat(0.0f);
                 float *dqi = dq ? dq + (b * NQ + i) * ldq + h * hs : NULL;
                 for (size_t j = 0; j < N; j++) {
-                    if (!valid[j])
+                    if (p[j] == 0.0f) /* invalid key (or exactly zero weight): no contribution */
                         continue;
-                    size_t row = (b * N + j) * ldkv + h * hs;
-                    if (dv) {
-                        float pj = p[j];
-                        float *dvj = dv + row;
-                        for (size_t d = 0; d < hs; d++)
-                            dvj[d] += pj * doi[d];
+                    v4sf pj = vsplat(p[j]), sj = vsplat(ds[j]);
+                    float *dkj = dKh + j * hp, *dvj = dVh + j * hp;
+                    const float *kj = Kh + j * hp;
+                    for (size_t d = 0; d < hp; d += 4) {
+                        vst(dvj + d, vld(dvj + d) + pj * vld(doi + d));
+                        vst(dkj + d, vld(dkj + d) + sj * vld(qi + d));
+                        if (local)
+                            acc[d / 4] += sj * vld(kj + d);
                     }
-                    float sj = ds[j];
-                    if (dqi) {
-                        const float *kj = k + row;
+                    if (!local && dqi)
                         for (size_t d = 0; d < hs; d++)
-                            dqi[d] += sj * kj[d];
-                    }
-                    if (dk) {
-                        float *dkj = dk + row;
-                        for (size_t d = 0; d < hs; d++)
-                            dkj[d] += sj * qi[d];
-                    }
+                            dqi[d] += ds[j] * kj[d];
                 }
+                if (local && dqi)
+                    for (size_t d = 0; d < hs; d++)
+                        dqi[d] += acc[d / 4][d % 4];
+            }
+            for (size_t j = 0; j < N; j++) {
+                if (!valid[j])
+                    continue;
+                size_t row = (b * N + j) * ldkv + h * hs;
+                if (dk)
+                    for (size_t d = 0; d < hs; d++)
+                        dk[row + d] += dKh[j * hp + d];
+                if (dv)
+                    for (size_t d = 0; d < hs; d++)
+                        dv[row + d] += dVh[j * hp + d];
             }
         }
     }

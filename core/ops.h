@@ -47,12 +47,14 @@ void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
  * (0 = padding: exactly zero attention weight and its k/v are never read), out (B, NQ, C) dense,
  * probs (B, NH, NQ, N) kept for the backward. Head h uses channels [h*C/NH, (h+1)*C/NH); scores
  * are scaled by 1/sqrt(C/NH). A sample with no valid key gets output rows 0.
- * scratch: at least (C/NH) * N + 2 * N floats. */
+ * scratch: sl_attention_scratch(NQ, N, C, NH) floats. */
+/* Floats of scratch the attention kernels need. */
+size_t sl_attention_scratch(size_t NQ, size_t N, size_t C, size_t NH);
 void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
                           size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C,
                           size_t NH, float *scratch);
 /* dq (row stride ldq), dk, dv (row stride ldkv) += ... from dout (B, NQ, C) dense; each of
- * dq / dk / dv may be NULL. scratch: at least (C/NH) * N + 2 * N floats. */
+ * dq / dk / dv may be NULL. scratch: sl_attention_scratch(NQ, N, C, NH) floats. */
 void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, size_t ldq,
                            const float *k, const float *v, size_t ldkv, const float *probs,
                            const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C, size_t NH,

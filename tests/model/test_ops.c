@@ -240,7 +240,7 @@ static void test_attention(size_t NQ)
     size_t nq = c.B * c.NQ * c.ldq, nkv = c.B * c.N * c.ldkv, no = c.B * c.NQ * c.C;
     c.q = fvec(nq), c.k = fvec(nkv), c.v = fvec(nkv), c.out = fvec(no), c.G = fvec(no);
     c.probs = fvec(c.B * c.NH * c.NQ * c.N);
-    c.scratch = fvec((c.C / c.NH + 2) * c.N);
+    c.scratch = fvec(sl_attention_scratch(c.NQ, c.N, c.C, c.NH));
     c.valid = calloc(c.B * c.N, 1);
     randn(c.q, nq, 1), randn(c.k, nkv, 1), randn(c.v, nkv, 1), randn(c.G, no, 1);
     for (size_t i = 0; i < c.B * c.N; i++)
