@@ -278,7 +278,8 @@ static int get_value(sl_msg_type_t t, const keydef_t *k, const msgpack_object *o
 static void copy_str(char *dst, size_t cap, const msgpack_object *o)
 {
     size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
-    memcpy(dst, o->via.str.ptr, n);
+    if (n)
+        memcpy(dst, o->via.str.ptr, n);
     dst[n] = '\0';
     /* the reason is logged: replace control bytes */
     for (size_t i = 0; i < n; i++)
@@ -362,7 +363,8 @@ static int decode_header(const uint8_t *hdr, size_t hdr_len, sl_msg_t *m)
         if (k < 0 || !(keydefs[k].allowed & B(t))) {
             char name[40];
             size_t n = kv->key.via.str.size < 32 ? kv->key.via.str.size : 32;
-            memcpy(name, kv->key.via.str.ptr, n);
+            if (n)
+                memcpy(name, kv->key.via.str.ptr, n);
             name[n] = '\0';
             for (size_t c = 0; c < n; c++)
                 if ((unsigned char)name[c] < 0x20 || (unsigned char)name[c] >= 0x7f)
