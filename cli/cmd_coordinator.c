@@ -251,8 +251,12 @@ int cmd_coordinator(int argc, char **argv)
     eo.hooks.hook_ctx = &hooks;
     if ((rc = sl_engine_new(&engine, &eo)) != 0)
         goto cleanup;
+    double started = sl_now();
     rc = sl_coordinator_run(engine, transport, &cli_fed_stop, on_round, &hooks);
     const sl_round_report_t *last = sl_engine_last_report(engine);
+    if (sl_runlog_summary(runlog, sl_engine_status(engine), sl_engine_rounds_completed(engine), last,
+                          sl_now() - started) != 0)
+        SL_WARN("summary.json: %s", sl_last_error());
     printf("run %s: %s after %llu rounds", sl_runlog_dir(runlog), sl_engine_status(engine),
            (unsigned long long)sl_engine_rounds_completed(engine));
     if (last && isfinite(last->central_accuracy))
