@@ -287,10 +287,17 @@ int cmd_dataset(int argc, char **argv)
         ret = cli_fail("dataset", rc);
         goto done;
     }
-    if (is_part)
-        printf("partition %s of %s: %lld clients, alpha %g, seed %lld\n",
-               sl_config_enum_name("data", "partition", cfg.data.partition), sl_dataset_name(ds),
-               (long long)sl_dataset_num_clients(ds), cfg.data.alpha, (long long)cfg.run.seed);
+    if (is_part) {
+        printf("partition %s of %s: %lld clients", sl_config_enum_name("data", "partition", cfg.data.partition),
+               sl_dataset_name(ds), (long long)sl_dataset_num_clients(ds));
+        if (cfg.data.partition == SL_PART_DIRICHLET)
+            printf(", alpha %g", cfg.data.alpha);
+        else if (cfg.data.partition == SL_PART_SHARDS)
+            printf(", %lld shards per client", (long long)cfg.data.shards_per_client);
+        else if (cfg.data.partition == SL_PART_QUANTITY)
+            printf(", exponent %g", cfg.data.quantity_exponent);
+        printf(", seed %lld\n", (long long)cfg.run.seed);
+    }
     rc = print_info(ds, all || is_part, is_part);
     if (rc)
         ret = cli_fail("dataset", rc);

@@ -396,6 +396,10 @@ static int is_dir(const char *p)
 int sl_dataset_data_dir(char *buf, size_t cap)
 {
     const char *env = getenv("STARLING_DATA_DIR");
+    if (env && env[0] && !is_dir(env)) { /* an explicit setting is obeyed, not skipped */
+        buf[0] = '\0';
+        return sl_error(SL_ENOTFOUND, "STARLING_DATA_DIR=%s is not a folder", env);
+    }
     const char *tries[3] = {env && env[0] ? env : NULL,
 #ifdef SL_SOURCE_DATA_DIR
                             SL_SOURCE_DATA_DIR,
@@ -615,9 +619,11 @@ static int open_driver(sl_dataset_t *ds, const sl_config_t *cfg)
             keys[nk] = opts.keys[i];
             values[nk++] = opts.values[i];
         }
-    char data_dir[1024] = "";
-    if (sl_dataset_data_dir(data_dir, sizeof data_dir) != 0)
+    char data_dir[1024] = "", data_dir_err[512] = "";
+    if (sl_dataset_data_dir(data_dir, sizeof data_dir) != 0) {
         data_dir[0] = '\0';
+        snprintf(data_dir_err, sizeof data_dir_err, "%s", sl_last_error());
+    }
     sl_error_clear();
     sl_dataset_args_t args = {(uint64_t)cfg->run.seed, (size_t)cfg->data.classes, cfg->data.path, data_dir, nk, keys,
                               values};
@@ -629,6 +635,8 @@ static int open_driver(sl_dataset_t *ds, const sl_config_t *cfg)
         ds->state = NULL;
         if (err[0])
             return sl_error(rc, "dataset %s: %s", ds->name, err);
+        if (rc == SL_ENOTFOUND && !data_dir[0] && data_dir_err[0])
+            return sl_error(rc, "dataset %s: %s", ds->name, data_dir_err);
         return sl_last_error()[0] ? rc : sl_error(rc, "dataset %s: open failed: %s", ds->name, sl_strerror(rc));
     }
     ds->schema = drv->schema(ds->state);
