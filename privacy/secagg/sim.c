@@ -17,6 +17,12 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 typedef struct {
     sl_secagg_client_t *c;
     sl_rng_t rng;
@@ -180,7 +186,7 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts_t *o, sl_secagg_sim_result_t *r)
         sl_rng_shuffle_size(&rng, perm, o->n);
         size_t nd = (size_t)(o->dropout * (double)o->n + 0.5);
         for (size_t i = 0; i < nd; i++)
-            sm.cl[perm[i]].drop_at = (uint8_t)(1 + i % 4);
+            sm.cl[perm[i]].drop_at = (uint8_t)(o->drop_stage >= 1 && o->drop_stage <= 4 ? o->drop_stage : 1 + (int)(i % 4));
         free(perm);
     }
     for (size_t u = 0; u < o->n; u++)
@@ -294,6 +300,18 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts_t *o, sl_secagg_sim_result_t *r)
         r->bytes_down += (double)sm.cl[u].down;
     }
     if (done) {
+        double *times = malloc(done * sizeof *times);
+        if (times) {
+            size_t j = 0;
+            for (size_t u = 0; u < o->n; u++)
+                if (sl_secagg_server_included(sm.s, (uint32_t)u) && !sm.cl[u].drop_at)
+                    times[j++] = sm.cl[u].time;
+            qsort(times, done, sizeof *times, cmp_double);
+            r->client_time_median = times[done / 2];
+            r->client_time_p10 = times[done / 10];
+            r->client_time_p90 = times[(done * 9) / 10];
+            free(times);
+        }
         r->client_time_mean /= (double)done;
         r->bytes_up /= (double)done;
         r->bytes_down /= (double)done;

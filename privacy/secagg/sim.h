@@ -19,6 +19,7 @@ typedef struct sl_secagg_sim_opts {
     size_t n, dim;
     double dropout;          /* fraction of clients dropping, spread evenly over the 4 stages */
     const uint8_t *drop_at;  /* optional (n,): 0 = stays, 1..4 = drops at that stage; overrides dropout */
+    int drop_stage;          /* 1..4: every dropout happens at this stage (0 = spread over all 4) */
     size_t k, t;             /* 0 = chosen by the parameter finder */
     double tolerance;        /* dropout the parameters must survive; 0 = max(dropout, 0.05) */
     unsigned bits;           /* quantization bits b per value (8..32) */
@@ -37,6 +38,7 @@ typedef struct sl_secagg_sim_result {
     size_t k, t, included, dropped[5]; /* dropped[s] = clients told to drop at stage s */
     unsigned bits, mod_bits;
     double client_time_mean, client_time_max; /* s per completing client, protocol only */
+    double client_time_median, client_time_p10, client_time_p90;
     double client_quant_time;                 /* s per client to quantize its input */
     double server_time;                       /* s in all server calls */
     double server_collect_time;               /* s folding masked inputs into the sum */
