@@ -41,6 +41,7 @@ typedef struct {
     const void *payload;     /* borrowed (global vector) or NULL */
     size_t pay_off;          /* arena payload (SECAGG blobs) when payload == NULL and pay_len > 0 */
     size_t pay_len;
+    sl_shared_buf_t *shared; /* reference held while queued */
 } pending_t;
 
 struct sl_engine {
@@ -48,6 +49,7 @@ struct sl_engine {
     size_t dim;
     uint64_t layout;
     float *global;           /* (dim) */
+    sl_shared_buf_t *bcast;  /* (dim) snapshot of global that TASK / EVALUATE payloads reference */
     float *agg_out;          /* (dim) aggregated delta scratch */
     sl_aggregator_t *agg;
     sl_strategy_t *strategy;
@@ -246,7 +248,7 @@ static int arena_put(sl_engine_t *e, const void *p, size_t n, size_t *off)
 }
 
 static int push_out(sl_engine_t *e, const sl_peer_t *peer, uint64_t client, size_t hdr_off, size_t hdr_len,
-                    const void *payload, size_t pay_off, size_t pay_len)
+                    const void *payload, size_t pay_off, size_t pay_len, sl_shared_buf_t *shared)
 {
     if (e->n_out == e->cap_out) {
         size_t cap = e->cap_out ? 2 * e->cap_out : 64;
@@ -264,6 +266,9 @@ static int push_out(sl_engine_t *e, const sl_peer_t *peer, uint64_t client, size
     p->payload = payload;
     p->pay_off = pay_off;
     p->pay_len = pay_len;
+    p->shared = shared;
+    if (shared)
+        sl_shared_buf_retain(shared);
     e->rep.bytes_down += hdr_len + pay_len;
     e->bytes_down_total += hdr_len + pay_len;
     return 0;
@@ -287,7 +292,7 @@ static int send_msg(sl_engine_t *e, const sl_peer_t *peer, uint64_t client, cons
         if ((rc = arena_put(e, m->blob, plen, &poff)))
             return rc;
     }
-    return push_out(e, peer, client, off, e->enc.len, payload, poff, plen);
+    return push_out(e, peer, client, off, e->enc.len, payload, poff, plen, NULL);
 }
 
 static int send_error(sl_engine_t *e, const sl_peer_t *peer, uint64_t client, int code, const char *why)
@@ -313,7 +318,7 @@ static int send_bye_all(sl_engine_t *e, const char *why)
     for (size_t k = 0; k < e->n_clients; k++) {
         if (!e->clients[k].live)
             continue;
-        if ((rc = push_out(e, &e->clients[k].peer, e->clients[k].id, off, e->enc.len, NULL, 0, 0)))
+        if ((rc = push_out(e, &e->clients[k].peer, e->clients[k].id, off, e->enc.len, NULL, 0, 0, NULL)))
             return rc;
     }
     return 0;
@@ -321,6 +326,8 @@ static int send_bye_all(sl_engine_t *e, const char *why)
 
 static void begin_call(sl_engine_t *e)
 {
+    for (size_t i = 0; i < e->n_out; i++)
+        sl_shared_buf_release(&e->out[i].shared);
     e->n_out = 0;
     e->arena_len = 0;
     e->task_hdr_valid = 0;
@@ -346,6 +353,7 @@ size_t sl_engine_outbox(sl_engine_t *e, const sl_outmsg_t **msgs)
         o->header_len = p->hdr_len;
         o->payload = p->payload ? p->payload : (p->pay_len ? e->arena + p->pay_off : NULL);
         o->payload_len = p->pay_len;
+        o->shared = p->shared;
     }
     *msgs = e->view;
     return e->n_out;
@@ -447,7 +455,7 @@ static int queue_task(sl_engine_t *e, size_t k)
         sl_msg_t m;
         sl_msg_init(&m, SL_MSG_TASK, e->round, SL_WIRE_COORDINATOR);
         m.n = e->dim;
-        m.vec = e->global;
+        m.vec = sl_shared_buf_data(e->bcast);
         m.task = e->task;
         int rc = sl_wire_encode(&m, &e->enc);
         if (rc)
@@ -457,13 +465,28 @@ static int queue_task(sl_engine_t *e, size_t k)
         e->task_hdr_len = e->enc.len;
         e->task_hdr_valid = 1;
     }
-    return push_out(e, &c->peer, c->id, e->task_hdr_off, e->task_hdr_len, e->global, 0, e->dim * sizeof(float));
+    return push_out(e, &c->peer, c->id, e->task_hdr_off, e->task_hdr_len, sl_shared_buf_data(e->bcast), 0,
+                    e->dim * sizeof(float), e->bcast);
+}
+
+/* A fresh snapshot of the global vector for this round's broadcast: messages still in
+ * flight keep the previous one alive through their references. */
+static int refresh_bcast(sl_engine_t *e)
+{
+    sl_shared_buf_release(&e->bcast);
+    int rc = sl_shared_buf_new(&e->bcast, e->dim * sizeof(float));
+    if (rc)
+        return rc;
+    memcpy(sl_shared_buf_data(e->bcast), e->global, e->dim * sizeof(float));
+    return 0;
 }
 
 static int start_attempt(sl_engine_t *e, double now)
 {
     e->state = SL_ENGINE_ROUND;
     e->task_hdr_valid = 0;
+    if (refresh_bcast(e))
+        return fail_run(e, SL_ENOMEM, "out of memory (broadcast snapshot)");
     /* candidates: live, recently seen clients, sorted by id so the sample depends only on
      * (seed, round, attempt) and the registered set, not on arrival order */
     double stale = 3.0 * (double)e->cfg.net.heartbeat_ms / 1000.0 + e->cfg.federation.round_timeout;
@@ -558,6 +581,8 @@ static int start_attempt(sl_engine_t *e, double now)
 static int start_final_eval(sl_engine_t *e, double now)
 {
     e->state = SL_ENGINE_FINAL_EVAL;
+    if (refresh_bcast(e))
+        return fail_run(e, SL_ENOMEM, "out of memory (broadcast snapshot)");
     e->fe_sent = e->fe_answered = 0;
     e->fe_loss = e->fe_acc = e->fe_f1 = 0;
     memset(&e->fe, 0, sizeof e->fe);
@@ -566,7 +591,7 @@ static int start_final_eval(sl_engine_t *e, double now)
     sl_msg_t m;
     sl_msg_init(&m, SL_MSG_EVALUATE, e->round, SL_WIRE_COORDINATOR);
     m.n = e->dim;
-    m.vec = e->global;
+    m.vec = sl_shared_buf_data(e->bcast);
     int rc = sl_wire_encode(&m, &e->enc);
     if (rc)
         return fail_run(e, rc, sl_last_error());
@@ -579,7 +604,8 @@ static int start_final_eval(sl_engine_t *e, double now)
             continue;
         c->eval_tag = tag;
         c->eval_answered = 0;
-        if ((rc = push_out(e, &c->peer, c->id, off, e->enc.len, e->global, 0, e->dim * sizeof(float))))
+        if ((rc = push_out(e, &c->peer, c->id, off, e->enc.len, sl_shared_buf_data(e->bcast), 0,
+                           e->dim * sizeof(float), e->bcast)))
             return fail_run(e, rc, sl_last_error());
         e->fe_sent++;
     }
@@ -803,6 +829,8 @@ void sl_engine_destroy(sl_engine_t **pe)
     if (!pe || !*pe)
         return;
     sl_engine_t *e = *pe;
+    begin_call(e); /* drop the outbox's buffer references */
+    sl_shared_buf_release(&e->bcast);
     free(e->global);
     free(e->agg_out);
     sl_aggregator_destroy(&e->agg);
@@ -871,7 +899,7 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
         }
     }
     int k = find_by_id(e, m->sender);
-    int rc;
+    int rc, moved = 0;
     if (k < 0) {
         if (e->n_clients == e->cap_clients) {
             size_t cap = e->cap_clients ? 2 * e->cap_clients : 64;
@@ -902,6 +930,7 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
             e->clients[other].live = 0; /* that routing id now belongs to this client */
         e->clients[k].peer = *peer;
         e->stale_peers++;
+        moved = 1;
         if (2 * (e->n_clients + e->stale_peers) + 2 > e->table_cap) {
             if ((rc = rebuild_tables(e, e->n_clients)))
                 return rc;
@@ -911,6 +940,7 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
         SL_INFO("coordinator: client %llu reconnected (%s)", (unsigned long long)m->sender, ps);
     }
     client_t *c = &e->clients[k];
+    int prev_live = c->live;
     c->live = 1;
     c->last_seen = now;
     c->train_examples = m->hello.train_examples;
@@ -925,14 +955,17 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
     w.welcome.rounds = (uint64_t)e->cfg.federation.rounds;
     if ((rc = send_msg(e, peer, c->id, &w)))
         return rc;
-    /* a sampled client that reconnected mid-round gets its task again */
+    /* a sampled client that reconnected mid-round (new connection, or it was refused and
+     * came back) gets its task again; a repeated HELLO on the same connection does not */
+    if (!moved && prev_live)
+        return 0;
     if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered)
         return queue_task(e, (size_t)k);
     if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered) {
         sl_msg_t ev;
         sl_msg_init(&ev, SL_MSG_EVALUATE, e->round, SL_WIRE_COORDINATOR);
         ev.n = e->dim;
-        ev.vec = e->global;
+        ev.vec = sl_shared_buf_data(e->bcast);
         return send_msg(e, peer, c->id, &ev);
     }
     return 0;

@@ -106,12 +106,21 @@ typedef struct {
     size_t header_len;
     const void *payload;          /* NULL = no payload frame */
     size_t payload_len;
+    sl_shared_buf_t *shared;      /* non-NULL: payload lives in this refcounted buffer (the
+                                   * round's broadcast snapshot): send it with
+                                   * sl_transport_send_shared (zero copy) */
 } sl_outmsg_t;
 
 /* Validates opts (SL_ECONFIG for e.g. a robust aggregator with secagg.enabled, or a
  * resume checkpoint whose dim/seed differ). */
 SL_NODISCARD int sl_engine_new(sl_engine_t **out, const sl_engine_opts_t *opts);
 void sl_engine_destroy(sl_engine_t **e);
+
+/* Driving it (what coordinator/server.c does; a custom loop does the same):
+ *   loop: recv with timeout until sl_engine_next_deadline; sl_engine_on_message for a
+ *   message; then sl_engine_tick(now) (every iteration: it also starts round 1 once enough
+ *   clients registered); after EACH engine call send everything sl_engine_outbox lists;
+ *   report undeliverable peers with sl_engine_peer_gone; stop at DONE / FAILED. */
 
 /* One received message: frames as from sl_transport_recv; `now` in seconds (sl_now()).
  * Bad peer input is handled here (ERROR reply queued, logged, counted) and returns 0;

@@ -18,8 +18,10 @@ static int flush(sl_engine_t *e, sl_transport_t *t)
         sl_peer_t gone[MAX_GONE];
         size_t ngone = 0;
         for (size_t i = 0; i < n; i++) {
-            int rc = sl_transport_send(t, &out[i].peer, out[i].header, out[i].header_len, out[i].payload,
-                                       out[i].payload_len);
+            int rc = out[i].shared ? sl_transport_send_shared(t, &out[i].peer, out[i].header, out[i].header_len,
+                                                              out[i].shared, out[i].payload_len)
+                                   : sl_transport_send(t, &out[i].peer, out[i].header, out[i].header_len,
+                                                       out[i].payload, out[i].payload_len);
             if (rc == SL_ENET) {
                 if (ngone < MAX_GONE)
                     gone[ngone++] = out[i].peer;

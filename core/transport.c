@@ -1,6 +1,7 @@
 #include "core/transport.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,86 @@ err:
         return sl_error(SL_ENET, "transport: send timed out");
     if (zmq_errno() == EINTR)
         return sl_error(SL_EINTR, "transport: send interrupted");
+    return zerr("send");
+}
+
+struct sl_shared_buf {
+    atomic_int refs;
+    size_t size;
+    void *data;
+};
+
+int sl_shared_buf_new(sl_shared_buf_t **out, size_t bytes)
+{
+    *out = NULL;
+    sl_shared_buf_t *b = calloc(1, sizeof *b);
+    void *d = NULL;
+    if (!b || posix_memalign(&d, 16, bytes ? bytes : 16) != 0) {
+        free(b);
+        return sl_error(SL_ENOMEM, "transport: out of memory (%zu bytes)", bytes);
+    }
+    atomic_init(&b->refs, 1);
+    b->size = bytes;
+    b->data = d;
+    *out = b;
+    return 0;
+}
+
+void *sl_shared_buf_data(sl_shared_buf_t *b) { return b->data; }
+size_t sl_shared_buf_size(const sl_shared_buf_t *b) { return b->size; }
+void sl_shared_buf_retain(sl_shared_buf_t *b) { atomic_fetch_add(&b->refs, 1); }
+
+static void shared_unref(sl_shared_buf_t *b)
+{
+    if (atomic_fetch_sub(&b->refs, 1) == 1) {
+        free(b->data);
+        free(b);
+    }
+}
+
+void sl_shared_buf_release(sl_shared_buf_t **pb)
+{
+    if (!pb || !*pb)
+        return;
+    shared_unref(*pb);
+    *pb = NULL;
+}
+
+static void zmq_release(void *data, void *hint)
+{
+    (void)data;
+    shared_unref(hint);
+}
+
+int sl_transport_send_shared(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header, size_t header_len,
+                             sl_shared_buf_t *buf, size_t len)
+{
+    if (!buf || len == 0 || len > buf->size)
+        return sl_transport_send(t, peer, header, header_len, buf ? buf->data : NULL, 0);
+    if (t->role == SL_TRANSPORT_SERVER) {
+        if (!peer || peer->len == 0)
+            return sl_error(SL_EINVAL, "transport: server send without a peer");
+        if (zmq_send(t->sock, peer->id, peer->len, ZMQ_SNDMORE) < 0)
+            goto err;
+    }
+    if (zmq_send(t->sock, header, header_len, ZMQ_SNDMORE) < 0)
+        goto err;
+    zmq_msg_t m;
+    sl_shared_buf_retain(buf);
+    if (zmq_msg_init_data(&m, buf->data, len, zmq_release, buf) != 0) {
+        shared_unref(buf);
+        return zerr("zmq_msg_init_data");
+    }
+    if (zmq_msg_send(&m, t->sock, 0) < 0) {
+        zmq_msg_close(&m); /* releases our reference */
+        goto err;
+    }
+    return 0;
+err:
+    if (zmq_errno() == EHOSTUNREACH)
+        return sl_error(SL_ENET, "transport: peer gone");
+    if (zmq_errno() == EAGAIN)
+        return sl_error(SL_ENET, "transport: send timed out");
     return zerr("send");
 }
 

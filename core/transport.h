@@ -92,6 +92,23 @@ const char *sl_transport_endpoint(const sl_transport_t *t);
 SL_NODISCARD int sl_transport_send(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header,
                                    size_t header_len, const void *payload, size_t payload_len);
 
+/* A reference-counted payload buffer for zero-copy broadcast: the coordinator sends the
+ * same global vector to every sampled client; with a shared buffer libzmq references it
+ * instead of copying it once per client, so the send queues stay O(model), not
+ * O(clients x model). libzmq drops its references from its I/O thread (atomic count). */
+typedef struct sl_shared_buf sl_shared_buf_t;
+/* New buffer of `bytes` (16-byte aligned data), one reference held by the caller. */
+SL_NODISCARD int sl_shared_buf_new(sl_shared_buf_t **out, size_t bytes);
+void *sl_shared_buf_data(sl_shared_buf_t *b);
+size_t sl_shared_buf_size(const sl_shared_buf_t *b);
+void sl_shared_buf_retain(sl_shared_buf_t *b);
+/* Drop one reference (frees at zero); NULL-safe, nulls *b. */
+void sl_shared_buf_release(sl_shared_buf_t **b);
+
+/* As sl_transport_send, with the payload taken from `buf` without copying (len <= size). */
+SL_NODISCARD int sl_transport_send_shared(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header,
+                                          size_t header_len, sl_shared_buf_t *buf, size_t len);
+
 /* Receive one message, waiting up to timeout_ms (0 = don't wait, -1 = forever).
  * Returns 0 with *out filled, SL_ETIMEOUT if nothing arrived, SL_EINTR if a signal
  * interrupted the wait, SL_EPROTO for a message with a bad frame structure (no header,
