@@ -12,6 +12,7 @@
 #include "coordinator/server.h"
 #include "core/layout.h"
 #include "core/log.h"
+#include "core/safetensors.h"
 #include "core/zap.h"
 
 static const char usage[] =
@@ -257,6 +258,20 @@ int cmd_coordinator(int argc, char **argv)
     if (sl_runlog_summary(runlog, sl_engine_status(engine), sl_engine_rounds_completed(engine), last,
                           sl_now() - started) != 0)
         SL_WARN("summary.json: %s", sl_last_error());
+    /* The final model (frozen base + the federated trainable part), for `starling eval`. */
+    if (sl_engine_rounds_completed(engine) > 0) {
+        size_t gdim;
+        const float *g = sl_engine_global(engine, &gdim);
+        size_t n;
+        float *mw = sl_model_trainable(model, &n);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/model.safetensors", sl_runlog_dir(runlog));
+        if (g && gdim == n) {
+            memcpy(mw, g, n * sizeof *mw);
+            if (sl_model_save(model, path, 0) != 0)
+                SL_WARN("final model: %s", sl_last_error());
+        }
+    }
     printf("run %s: %s after %llu rounds", sl_runlog_dir(runlog), sl_engine_status(engine),
            (unsigned long long)sl_engine_rounds_completed(engine));
     if (last && isfinite(last->central_accuracy))
