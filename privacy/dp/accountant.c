@@ -120,9 +120,9 @@ static double binom(double n, int k)
     /* 1/((n+1) B(a, b)) with a = 1+n-k (may be negative, non-integer), b = 1+k: the sign
      * of Gamma(a) and log|Gamma| give an accurate value without overflow. */
     double a = 1.0 + n - kx, b = 1.0 + kx;
-    int sa = 1, sab = 1;
+    int sa = 1, sb = 1, sab = 1; /* lgamma_r: the reentrant form (lgamma writes signgam) */
     double lga = lgamma_r(a, &sa);
-    double lgb = lgamma(b);
+    double lgb = lgamma_r(b, &sb);
     double lgab = lgamma_r(a + b, &sab);
     /* B(a,b) = G(a) G(b) / G(a+b) -> 1 / ((n+1) B) = G(a+b) / ((n+1) G(a) G(b)) */
     double mag = exp(lgab - lga - lgb);
