@@ -22,8 +22,10 @@ static const char usage[] =
     "  --delta D                delta of (epsilon, delta), in (0, 1)\n"
     "  --target-epsilon E       the budget, > 0\n"
     "  --epsilon-tolerance T    noise: bisection stops within T below E (default 0.01)\n"
-    "  --grid FILE.csv          one epsilon per row of a CSV with header q,sigma,steps,delta;\n"
-    "                           writes q,sigma,steps,delta,eps,best_alpha to stdout\n\n";
+    "  --grid FILE.csv          one epsilon per row of a CSV with header q,sigma,steps,delta\n"
+    "                           ('-' reads stdin); writes q,sigma,steps,delta,eps,best_alpha to\n"
+    "                           stdout, or on a bad row an error naming FILE:LINE and exit 1\n\n"
+    "Exit status: 0 ok, 1 failure (bad grid row, budget too low), 2 bad arguments.\n\n";
 
 static int parse_double(const char *cmd, const char *opt, const char *s, double *out)
 {
@@ -90,7 +92,10 @@ typedef struct {
 static int run_grid(const char *path)
 {
     const char *cmd = "privacy epsilon";
-    FILE *f = fopen(path, "r");
+    int use_stdin = strcmp(path, "-") == 0;
+    FILE *f = use_stdin ? stdin : fopen(path, "r");
+    if (use_stdin)
+        path = "<stdin>";
     if (!f) {
         fprintf(stderr, "starling %s: %s: %s\n", cmd, path, strerror(errno));
         return CLI_EXIT_FAIL;
@@ -199,7 +204,8 @@ static int run_grid(const char *path)
     }
 cleanup:
     free(rows);
-    fclose(f);
+    if (!use_stdin)
+        fclose(f);
     return rc;
 }
 

@@ -128,6 +128,10 @@ static void test_grid(void)
     snprintf(args, sizeof args, "privacy epsilon --grid %s/does-not-exist.csv", tmpdir);
     CHECK(run(args) != 0);
     CHECK_CONTAINS(err, "does-not-exist.csv");
+    /* stdin */
+    snprintf(args, sizeof args, "privacy epsilon --grid - < %s", csv);
+    CHECK_EQ(run(args), 0);
+    CHECK(strcmp(out, want) == 0);
     /* header only: just the output header */
     write_file(bad, "q,sigma,steps,delta\n");
     snprintf(args, sizeof args, "privacy epsilon --grid %s", bad);
