@@ -32,9 +32,12 @@ static double log_prob_disconnected(size_t n, size_t k, size_t bad)
 void sl_secagg_bounds(size_t n, size_t k, double dropout, double adversarial, sl_secagg_bounds_t *out)
 {
     memset(out, 0, sizeof *out);
-    size_t adv = (size_t)floor((adversarial + SMALL) * (double)n);
-    size_t drop = (size_t)floor((dropout + SMALL) * (double)n);
-    size_t surv = (size_t)ceil((1 - dropout - SMALL) * (double)n);
+    /* Rounded up (fcp rounds down): at small n a fraction of a client still means one,
+     * so 10 clients at 5% dropout plan for 1 dropout, not 0. Equal to fcp when
+     * rate * n is an integer (all of its published cases). */
+    size_t adv = (size_t)ceil(adversarial * (double)n - SMALL);
+    size_t drop = (size_t)ceil(dropout * (double)n - SMALL);
+    size_t surv = n - drop;
     double q_sec = pow(2, -(SECURITY_BITS + 1)) / (double)n;
     double q_cor = pow(2, -CORRECTNESS_BITS) / (double)n;
     out->connected = k + 1 >= n || log_prob_disconnected(n, k, adv + drop) < -(SECURITY_BITS + 1) * log(2.0);
@@ -89,7 +92,7 @@ int sl_secagg_choose_params(size_t n, double dropout, double adversarial, size_t
     size_t k, tmin_unused;
     if (k_override) {
         k = k_override + (k_override & 1);
-    } else if (sl_secagg_find_degree(n, dropout, adversarial, &k, &tmin_unused) != 0) {
+    } else if (n <= SL_SECAGG_COMPLETE_UPTO || sl_secagg_find_degree(n, dropout, adversarial, &k, &tmin_unused) != 0) {
         k = n - 1;
     }
     if (k + 1 >= n)

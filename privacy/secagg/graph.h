@@ -14,11 +14,12 @@
  *     (union bound over pairs of gaps of k/2 consecutive bad ring positions), and
  *   - there is a t with Pr[some client has >= t adversarial neighbours] < 2^-41 (security,
  *     total 2^-40) and Pr[some client has < t surviving neighbours] < 2^-20 (correctness),
- *     the neighbour counts being hypergeometric (n, floor(adv n) or ceil((1-drop) n), k),
+ *     the neighbour counts being hypergeometric (n, ceil(adv n) or n - ceil(drop n), k),
  *     union-bounded over the n clients.
  * The admissible thresholds are (t1, t2]; we take the strict majority floor((k+1)/2) + 1 of
  * the k + 1 holders clamped into [t1 + 1, t2] (a majority also keeps two disjoint groups of
- * holders from both reconstructing). No k < n - 1 works: complete graph, same rule.
+ * holders from both reconstructing). No k < n - 1 works, or n <= SL_SECAGG_COMPLETE_UPTO:
+ * complete graph, same rule for t.
  */
 #ifndef SL_SECAGG_GRAPH_H
 #define SL_SECAGG_GRAPH_H
@@ -29,6 +30,9 @@
 #include "core/error.h"
 
 #define SL_SECAGG_DEFAULT_ADVERSARIAL 0.05 /* fraction of clients assumed to collude */
+/* Up to this many clients the complete graph is used (k = n - 1 <= 31 pairwise masks, no
+ * more than a sparse graph costs at n = 1000, and the most robust choice). */
+#define SL_SECAGG_COMPLETE_UPTO 32
 
 /* The bounds for one k: t_min = t1 + 1 (security) and t_max = t2 (correctness), and
  * whether the honest-survivor graph is connected w.h.p.; feasible = connected && t_min <= t_max.
