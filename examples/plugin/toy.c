@@ -128,6 +128,9 @@ static int toy_open(void **state, const sl_dataset_args_t *args, char *err, size
     snprintf(t->schema.modalities[1].name, SL_NAME_MAX, "power");
     t->schema.modalities[1].kind = SL_MOD_VECTOR;
     t->schema.modalities[1].dims[0] = F;
+#ifdef TOY_BAD_SCHEMA
+    t->schema.modalities[1].dims[0] = 0; /* deliberately inconsistent */
+#endif
     *state = t;
     return 0;
 }

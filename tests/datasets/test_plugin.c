@@ -1,6 +1,6 @@
 /* Plug-ins: the example plug-in (examples/plugin/toy.c) loads by path and through
- * STARLING_PLUGIN_PATH and fills batches; a wrong ABI version, a missing entry point and
- * out-of-range labels are rejected with clear messages. */
+ * STARLING_PLUGIN_PATH and fills batches; a wrong ABI version, a missing entry point, an
+ * inconsistent schema and out-of-range labels are rejected with clear messages. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +107,9 @@ int main(void)
     CHECK_CONTAINS(sl_last_error(), "no symbol starling_dataset_plugin_v1");
     CHECK(open_plugin(&ds, TOY_BADLABELS_PLUGIN, "toy", "") == SL_EPLUGIN);
     CHECK_CONTAINS(sl_last_error(), "outside [0, 3)");
+    CHECK(open_plugin(&ds, TOY_BADSCHEMA_PLUGIN, "toy", "") == SL_EPLUGIN);
+    CHECK_CONTAINS(sl_last_error(), "plug-in toy: inconsistent schema");
+    CHECK_CONTAINS(sl_last_error(), "modality power has a zero dimension");
     CHECK(open_plugin(&ds, "/nonexistent/toy.so", "toy", "") == SL_EPLUGIN);
     CHECK_CONTAINS(sl_last_error(), "cannot load");
     CHECK(ds == NULL);
