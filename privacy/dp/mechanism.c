@@ -111,6 +111,37 @@ int sl_dp_round_plan(const sl_config_t *cfg, double clip, sl_dp_round_t *out)
     return 0;
 }
 
+double sl_dp_round_client_noise_multiplier(const sl_dp_round_t *r)
+{
+    if (r->mode == SL_DP_OFF || !(r->clip > 0))
+        return 0;
+    return r->client_update_std / r->clip;
+}
+
+int sl_dp_round_for_client(int mode, double clip, double client_noise_multiplier, int adaptive_flag,
+                           double client_count_std, sl_dp_round_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (mode != SL_DP_OFF && mode != SL_DP_CENTRAL && mode != SL_DP_DISTRIBUTED && mode != SL_DP_LOCAL)
+        return sl_error(SL_EPROTO, "dp: task names an unknown DP mode %d", mode);
+    out->mode = mode;
+    if (mode == SL_DP_OFF)
+        return 0;
+    if (!(clip > 0) || !isfinite(clip))
+        return sl_error(SL_EPROTO, "dp: task clip norm %g must be finite and > 0", clip);
+    if (!(client_noise_multiplier >= 0) || !isfinite(client_noise_multiplier))
+        return sl_error(SL_EPROTO, "dp: task noise multiplier %g must be finite and >= 0", client_noise_multiplier);
+    if (!(client_count_std >= 0) || !isfinite(client_count_std))
+        return sl_error(SL_EPROTO, "dp: task count noise %g must be finite and >= 0", client_count_std);
+    if (mode == SL_DP_CENTRAL && (client_noise_multiplier > 0 || client_count_std > 0))
+        return sl_error(SL_EPROTO, "dp: central mode but the task asks the client for noise");
+    out->clip = clip;
+    out->client_update_std = client_noise_multiplier * clip;
+    out->client_count_std = client_count_std;
+    out->adaptive = adaptive_flag != 0 || client_count_std > 0;
+    return 0;
+}
+
 int sl_dp_client_privatize(const sl_dp_round_t *r, sl_dp_noise_t *ns, float *update, size_t n, double *norm_out,
                            double *count_value)
 {

@@ -35,8 +35,8 @@
  *   sl_dp_round_accounting(&r, q, cfg->federation.min_clients, &qa, &za);  // expected charge
  *   rc = sl_dp_accountant_would_exceed(acc, qa, za, cfg->dp.delta, cfg->dp.target_epsilon, &stop, NULL);
  *   if (stop) end the run cleanly;
- *   send r.clip (and r.client_update_std, r.client_count_std, or let clients plan
- *   themselves from the same [dp] config and r.clip) with the task;
+ *   send with the task: r.mode, r.clip, sl_dp_round_client_noise_multiplier(&r)
+ *   (sl_task_info_t.dp_noise), r.adaptive and r.client_count_std;
  *   fold the `reported` clipped (client-noised) updates into sum (n,) with weight 1;
  *   rc = sl_dp_coordinator_finish_sum(&r, ns, sum, n);      // central: adds the noise
  *   rc = sl_dp_round_accounting(&r, q, reported, &qa, &za); // SL_EQUORUM if too few
@@ -46,9 +46,10 @@
  *   rc = sl_dp_adaptive_clip_update(ac, count, NULL);       // C for round t+1
  *
  * ---- Client, each round ----------------------------------------------------------------
- *   sl_dp_round_t r; rc = sl_dp_round_plan(cfg, clip_from_task, &r);
- *   rc = sl_dp_client_privatize(&r, ns, update, n, &norm, &count_value);
- *   send update (+ count_value if r.adaptive).
+ *   sl_dp_round_t r;
+ *   rc = sl_dp_round_for_client(task.dp_mode, task.dp_clip, task.dp_noise, adaptive, count_std, &r);
+ *   rc = sl_dp_client_privatize(&r, ns, update, n, &norm, &count_value);  // update = delta
+ *   send update (+ count_value if r.adaptive). Uniform weight: never multiply by examples.
  * With secure aggregation on quantized integers, noise must be discrete instead: call
  * sl_dp_clip, quantize with scale s, then sl_dp_add_discrete_gaussian_mod with
  * sigma = r.client_update_std * s (distributed DP with the discrete Gaussian; Kairouz,
@@ -112,6 +113,19 @@ typedef struct sl_dp_round {
  * SL_ECONFIG if the combination is impossible (e.g. adaptive with 2 sigma_b <= z);
  * SL_EINVAL for clip <= 0. With mode off every std is 0. */
 SL_NODISCARD int sl_dp_round_plan(const sl_config_t *cfg, double clip, sl_dp_round_t *out);
+
+/* What a TASK must carry for the client side of a round: the mode, r->clip, and the
+ * client's noise std relative to C (sl_task_info_t.dp_noise) and its count-noise std.
+ * The coordinator reads them from its plan: */
+double sl_dp_round_client_noise_multiplier(const sl_dp_round_t *r); /* client_update_std / clip (0 if off) */
+
+/* The client side rebuilds a plan from those fields (no config needed): only mode, clip,
+ * client_update_std = client_noise_multiplier * clip, client_count_std and adaptive
+ * (client_count_std > 0 or adaptive_flag) are set; enough for sl_dp_client_privatize.
+ * SL_EPROTO for values a coordinator could not have sent (unknown mode, clip <= 0,
+ * negative or non-finite stds). */
+SL_NODISCARD int sl_dp_round_for_client(int mode, double clip, double client_noise_multiplier,
+                                        int adaptive_flag, double client_count_std, sl_dp_round_t *out);
 
 /* Client: clip update (n,) in place to r->clip, then add its noise share
  * (r->client_update_std). *norm_out (may be NULL) = pre-clip norm; *count_value (may be

@@ -332,6 +332,25 @@ int sl_dp_add_discrete_gaussian(sl_dp_noise_t *ns, int64_t *x, size_t n, double 
     return 0;
 }
 
+int sl_dp_discrete_gaussian_i32(sl_dp_noise_t *ns, int32_t *out, size_t n, double sigma)
+{
+    if (sigma == 0) {
+        memset(out, 0, n * sizeof *out);
+        return 0;
+    }
+    sl_dp_dgauss_t g;
+    int rc = sl_dp_dgauss_init(&g, sigma);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) { /* out is (n,) */
+        int64_t z = sl_dp_dgauss_sample(&g, ns);
+        if (z < INT32_MIN || z > INT32_MAX)
+            return sl_error(SL_ERANGE, "dp: discrete noise %lld does not fit int32", (long long)z);
+        out[i] = (int32_t)z;
+    }
+    return 0;
+}
+
 int sl_dp_add_discrete_gaussian_mod(sl_dp_noise_t *ns, uint32_t *x, size_t n, double sigma, unsigned bits)
 {
     if (bits < 1 || bits > 32)

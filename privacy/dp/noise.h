@@ -103,6 +103,11 @@ int sl_dp_bernoulli_exp(uint64_t num, uint64_t den, sl_dp_noise_t *ns);
  * SL_ERANGE for an unsupported sigma, SL_EOVERFLOW if a sum would overflow int64. */
 SL_NODISCARD int sl_dp_add_discrete_gaussian(sl_dp_noise_t *ns, int64_t *x, size_t n, double sigma);
 
+/* out[i] = N_Z(0, sigma^2) for i < n, as int32 (the noise-share array that
+ * sl_quant_encode in privacy/secagg/quantize.h adds after rounding). sigma == 0 fills
+ * zeros. out is (n,). SL_ERANGE for an unsupported sigma or a draw outside int32. */
+SL_NODISCARD int sl_dp_discrete_gaussian_i32(sl_dp_noise_t *ns, int32_t *out, size_t n, double sigma);
+
 /* x[i] = (x[i] + N_Z(0, sigma^2)) mod 2^bits for i < n, on the ring Z_{2^bits} that secure
  * aggregation sums in (1 <= bits <= 32; values of x must be < 2^bits). x is (n,). */
 SL_NODISCARD int sl_dp_add_discrete_gaussian_mod(sl_dp_noise_t *ns, uint32_t *x, size_t n, double sigma,

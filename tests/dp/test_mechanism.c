@@ -247,6 +247,45 @@ static void test_adaptive_plan(void)
     CHECK(sl_dp_round_plan(&cfg, 1.0, &plan) == SL_ECONFIG);
 }
 
+static void test_task_roundtrip(void)
+{
+    /* the coordinator's plan -> task fields -> the client's plan: same client noise */
+    sl_config_t cfg;
+    base_config(&cfg, SL_DP_DISTRIBUTED);
+    cfg.dp.adaptive_clip = 1;
+    cfg.dp.count_noise_multiplier = 8;
+    sl_dp_round_t plan, cplan;
+    CHECK(sl_dp_round_plan(&cfg, 0.9, &plan) == 0);
+    double nm = sl_dp_round_client_noise_multiplier(&plan);
+    CHECK_NEAR(nm * 0.9, plan.client_update_std, 1e-15);
+    CHECK(sl_dp_round_for_client(plan.mode, plan.clip, nm, plan.adaptive, plan.client_count_std, &cplan) == 0);
+    CHECK(cplan.mode == plan.mode && cplan.clip == plan.clip && cplan.adaptive == 1);
+    CHECK_NEAR(cplan.client_update_std, plan.client_update_std, 1e-15);
+    CHECK(cplan.client_count_std == plan.client_count_std);
+    /* the same update and noise stream give the same report */
+    sl_dp_noise_t a, b;
+    CHECK(sl_dp_noise_init(&a, &cfg, 1, 2) == 0);
+    CHECK(sl_dp_noise_init(&b, &cfg, 1, 2) == 0);
+    float u1[5] = {1, 2, 3, 4, 5}, u2[5] = {1, 2, 3, 4, 5};
+    double c1, c2;
+    CHECK(sl_dp_client_privatize(&plan, &a, u1, 5, NULL, &c1) == 0);
+    CHECK(sl_dp_client_privatize(&cplan, &b, u2, 5, NULL, &c2) == 0);
+    CHECK(fabs(u1[0] - u2[0]) < 1e-6f && fabs(c1 - c2) < 1e-12);
+    sl_dp_noise_free(&a);
+    sl_dp_noise_free(&b);
+    /* central: nothing for the client */
+    base_config(&cfg, SL_DP_CENTRAL);
+    CHECK(sl_dp_round_plan(&cfg, 0.9, &plan) == 0);
+    CHECK(sl_dp_round_client_noise_multiplier(&plan) == 0.0);
+    /* what a coordinator could not have sent */
+    CHECK(sl_dp_round_for_client(9, 1.0, 0.1, 0, 0, &cplan) == SL_EPROTO);
+    CHECK(sl_dp_round_for_client(SL_DP_LOCAL, 0.0, 0.1, 0, 0, &cplan) == SL_EPROTO);
+    CHECK(sl_dp_round_for_client(SL_DP_LOCAL, 1.0, NAN, 0, 0, &cplan) == SL_EPROTO);
+    CHECK(sl_dp_round_for_client(SL_DP_LOCAL, 1.0, 0.1, 0, -1, &cplan) == SL_EPROTO);
+    CHECK(sl_dp_round_for_client(SL_DP_CENTRAL, 1.0, 0.1, 0, 0, &cplan) == SL_EPROTO);
+    CHECK(sl_dp_round_for_client(SL_DP_OFF, 0.0, 0.0, 0, 0, &cplan) == 0 && cplan.mode == SL_DP_OFF);
+}
+
 static void test_budget_loop(void)
 {
     /* the coordinator's loop: stop cleanly before the budget is exceeded */
@@ -282,6 +321,7 @@ int main(void)
     test_party_functions();
     test_modes();
     test_adaptive_plan();
+    test_task_roundtrip();
     test_budget_loop();
     return check_summary("test_dp_mechanism");
 }

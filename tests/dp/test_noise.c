@@ -329,6 +329,18 @@ static void test_discrete_gaussian(void)
     }
     CHECK(same);
     CHECK(moved > 50);
+    /* the int32 share array: same draws again */
+    sl_dp_noise_t c;
+    seeded(&c, 77, 0);
+    int32_t share[64];
+    CHECK(sl_dp_discrete_gaussian_i32(&c, share, 64, 40.0) == 0);
+    int same32 = 1;
+    for (int i = 0; i < 64; i++)
+        same32 &= (int64_t)share[i] == xi[i] - i;
+    CHECK(same32);
+    CHECK(sl_dp_discrete_gaussian_i32(&c, share, 64, 0.0) == 0 && share[0] == 0 && share[63] == 0);
+    CHECK(sl_dp_discrete_gaussian_i32(&c, share, 4, -1.0) == SL_ERANGE);
+    sl_dp_noise_free(&c);
     CHECK(sl_dp_add_discrete_gaussian_mod(&b, xu, 64, 40.0, 0) == SL_EINVAL);
     CHECK(sl_dp_add_discrete_gaussian_mod(&b, xu, 64, 40.0, 33) == SL_EINVAL);
     CHECK(sl_dp_add_discrete_gaussian_mod(&b, xu, 64, 0.0, 32) == 0);
