@@ -15,8 +15,10 @@
  * Prints one JSON object per thread count on stdout; progress on stderr.
  * Options: --no-torch (starling only), --profile N (N starling steps at 1 thread, no output).
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -202,7 +204,7 @@ typedef struct {
 static int spawn(tvariant *v, const char *script)
 {
     int to[2], from[2];
-    if (pipe(to) || pipe(from))
+    if (pipe2(to, O_CLOEXEC) || pipe2(from, O_CLOEXEC)) /* no other variant inherits these */
         return -1;
     pid_t pid = fork();
     if (pid < 0)
@@ -229,15 +231,21 @@ static int spawn(tvariant *v, const char *script)
         return -1;
     v->info[strcspn(v->info, "\n")] = 0;
     v->ok = 1;
+    kill(pid, SIGSTOP);
     return 0;
 }
 
+/* Variants not being measured are SIGSTOPped: with OMP_WAIT_POLICY=active their idle OpenMP
+ * workers would otherwise spin and steal the cores of whoever is being measured. */
 static double t_run(tvariant *v, int steps)
 {
     char line[128];
+    kill(v->pid, SIGCONT);
     fprintf(v->in, "run %d\n", steps);
     fflush(v->in);
-    if (!fgets(line, sizeof line, v->out)) {
+    char *ok = fgets(line, sizeof line, v->out);
+    kill(v->pid, SIGSTOP);
+    if (!ok) {
         v->ok = 0;
         return NAN;
     }
@@ -246,6 +254,8 @@ static double t_run(tvariant *v, int steps)
 
 static void stop(tvariant *v)
 {
+    if (v->pid > 0)
+        kill(v->pid, SIGCONT);
     if (v->in) {
         fprintf(v->in, "quit\n");
         fclose(v->in);
