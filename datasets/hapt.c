@@ -4,10 +4,12 @@
  * zlib into float32 (two threads); windows of 128 samples with step 64 are cut inside
  * every labelled segment of RawData/labels.txt (rows start..end, 1-based, inclusive), so a
  * window is just (experiment, first row, label) and fill() copies 128 x 3 floats per
- * modality. Scaling uses fixed constants only (acc in g times acc_scale, gyro in rad/s
- * times gyro_scale; both default 1), so no statistic of any split leaks into another.
+ * modality. Scaling uses fixed constants (acc in g times acc_scale, gyro in rad/s times
+ * gyro_scale; both default 1) or, with normalize=public, statistics of the public users
+ * only, so nothing from the clients or the test users leaks into the inputs.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -59,6 +61,8 @@ static const sl_dataset_option_t hapt_options[] = {
      "train users kept out of federation as the public (pretraining) split; 'none' for no public split"},
     {"acc_scale", "1", "fixed factor applied to acceleration (in g)"},
     {"gyro_scale", "1", "fixed factor applied to angular velocity (in rad/s)"},
+    {"normalize", "fixed", "fixed: units times acc_scale/gyro_scale; public: also standardize each channel by the "
+                           "mean and std of the public users' windows"},
     {NULL, NULL, NULL}};
 
 /* ---- parsing ------------------------------------------------------------------------------- */
@@ -298,6 +302,46 @@ static void hapt_close(void *state)
     free(h);
 }
 
+/* normalize=public: per-channel mean and std over the public users' windows only (no
+ * client or test statistic is used), then every stored sample becomes (x - mean) / std. */
+static int standardize_public(hapt_t *h)
+{
+    double sum[6] = {0}, sum2[6] = {0};
+    size_t count = 0;
+    for (size_t g = 0; g < h->n_groups; g++) {
+        if (h->group_role[g] != SL_GROUP_PUBLIC)
+            continue;
+        for (size_t w = h->group_first[g]; w < h->group_first[g + 1]; w++) {
+            const experiment_t *e = &h->exps[h->windows[w].exp];
+            for (size_t r = h->windows[w].start; r < (size_t)h->windows[w].start + WIN; r++)
+                for (int c = 0; c < 3; c++) {
+                    double a = e->acc[r * 3 + (size_t)c], b = e->gyro[r * 3 + (size_t)c];
+                    sum[c] += a;
+                    sum2[c] += a * a;
+                    sum[3 + c] += b;
+                    sum2[3 + c] += b * b;
+                }
+            count += WIN;
+        }
+    }
+    if (count < 2)
+        return sl_error(SL_ECONFIG, "dataset hapt: normalize=public needs public users (public_users is none)");
+    float mean[6], inv[6];
+    for (int c = 0; c < 6; c++) {
+        double m = sum[c] / (double)count, var = sum2[c] / (double)count - m * m;
+        mean[c] = (float)m;
+        inv[c] = (float)(1.0 / sqrt(var > 1e-12 ? var : 1e-12));
+    }
+    for (size_t i = 0; i < h->n_exps; i++)
+        for (size_t r = 0; r < h->exps[i].rows; r++)
+            for (int c = 0; c < 3; c++) {
+                float *a = &h->exps[i].acc[r * 3 + (size_t)c], *b = &h->exps[i].gyro[r * 3 + (size_t)c];
+                *a = (*a - mean[c]) * inv[c];
+                *b = (*b - mean[3 + c]) * inv[3 + c];
+            }
+    return 0;
+}
+
 static int is_test_user(int u)
 {
     for (size_t i = 0; i < sizeof test_users / sizeof test_users[0]; i++)
@@ -327,6 +371,14 @@ static int hapt_open(void **state, const sl_dataset_args_t *args, char *err, siz
     if ((rc = sl_dsopt_double("hapt", "acc_scale", sl_dataset_args_get(args, "acc_scale"), 1e-6, 1e6, &acc_scale)) ||
         (rc = sl_dsopt_double("hapt", "gyro_scale", sl_dataset_args_get(args, "gyro_scale"), 1e-6, 1e6, &gyro_scale)))
         goto cleanup;
+    int standardize = 0;
+    const char *norm = sl_dataset_args_get(args, "normalize");
+    if (norm && strcmp(norm, "public") == 0)
+        standardize = 1;
+    else if (norm && strcmp(norm, "fixed") != 0) {
+        rc = sl_error(SL_ECONFIG, "dataset hapt: option normalize: expected fixed or public, got \"%s\"", norm);
+        goto cleanup;
+    }
     int public_user[N_USERS + 1] = {0};
     const char *pub = sl_dataset_args_get(args, "public_users");
     if (!pub)
@@ -472,6 +524,8 @@ static int hapt_open(void **state, const sl_dataset_args_t *args, char *err, siz
         }
     }
 
+    if (standardize && (rc = standardize_public(h)) != 0)
+        goto cleanup;
     h->n_classes = classes;
     h->schema.n_modalities = 2;
     h->schema.n_classes = classes;

@@ -138,6 +138,40 @@ static void test_counts(sl_dataset_t *ds, int classes, int all21, int pub_defaul
     CHECK_EQ(sum, per_role[SL_GROUP_CLIENT]);
 }
 
+/* normalize=public: over the public users' windows every channel has mean 0, std 1. */
+static void test_public_standardized(sl_dataset_t *ds)
+{
+    if (!ds)
+        return;
+    sl_example_source_t pub;
+    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &pub) == 0);
+    sl_batch_t b;
+    CHECK(sl_batch_init(&b, sl_dataset_schema(ds), 64) == 0);
+    double sum[6] = {0}, sum2[6] = {0};
+    size_t n = 0, idx[64];
+    for (size_t at = 0; at < pub.count; at += 64) {
+        size_t k = pub.count - at < 64 ? pub.count - at : 64;
+        for (size_t j = 0; j < k; j++)
+            idx[j] = at + j;
+        CHECK(pub.fill(pub.ctx, idx, k, &b) == 0);
+        for (size_t j = 0; j < k * 128; j++)
+            for (int c = 0; c < 3; c++) {
+                double a = b.x[0][j * 3 + (size_t)c], g = b.x[1][j * 3 + (size_t)c];
+                sum[c] += a;
+                sum2[c] += a * a;
+                sum[3 + c] += g;
+                sum2[3 + c] += g * g;
+            }
+        n += k * 128;
+    }
+    for (int c = 0; c < 6; c++) {
+        double m = sum[c] / (double)n;
+        CHECK_NEAR(m, 0.0, 1e-3);
+        CHECK_NEAR(sum2[c] / (double)n - m * m, 1.0, 1e-3);
+    }
+    sl_batch_free(&b);
+}
+
 /* Row `row` (1-based) of a gzip text file, 3 values parsed with strtod. */
 static int raw_rows(const char *path, size_t first_row, size_t n, float *out)
 {
@@ -231,6 +265,11 @@ static void test_options_and_errors(void)
     CHECK(ds == NULL);
 
 
+    snprintf(cfg.data.name, sizeof cfg.data.name, "hapt");
+    snprintf(cfg.data.options, sizeof cfg.data.options, "normalize=zscore");
+    CHECK(sl_dataset_open(&ds, &cfg) == SL_ECONFIG);
+    CHECK_CONTAINS(sl_last_error(), "expected fixed or public");
+
     /* --data-opt appends */
     sl_config_defaults(&cfg);
     CHECK(sl_dataset_option_append(&cfg, "public_users=1") == 0);
@@ -239,20 +278,20 @@ static void test_options_and_errors(void)
     CHECK(sl_dataset_option_append(&cfg, "novalue") == SL_EINVAL);
 }
 
-/* A custom public list (keeps its commas), acc_scale = 2 and modality dropout: 19 clients,
- * round(0.25 * 19) = 5 lack gyro; the first window is the raw one with acc doubled. */
+/* No public users, acc_scale = 2 and modality dropout: 21 clients, round(0.25 * 21) = 5
+ * lack gyro; the first window is the raw one with acc doubled. */
 static void test_dropout(void)
 {
     sl_config_t cfg;
     sl_config_defaults(&cfg);
-    snprintf(cfg.data.options, sizeof cfg.data.options, "public_users=1,3,acc_scale=2");
+    snprintf(cfg.data.options, sizeof cfg.data.options, "public_users=none,acc_scale=2");
     snprintf(cfg.data.missing_modality, sizeof cfg.data.missing_modality, "gyro");
     cfg.data.missing_fraction = 0.25;
     sl_dataset_t *ds = NULL;
     CHECK(sl_dataset_open(&ds, &cfg) == 0);
     if (!ds)
         return;
-    CHECK_EQ(sl_dataset_num_clients(ds), 19);
+    CHECK_EQ(sl_dataset_num_clients(ds), 21);
     test_first_window(ds, 2.0f);
     size_t missing = 0;
     sl_batch_t b;
@@ -276,8 +315,7 @@ static void test_dropout(void)
     }
     CHECK_EQ(missing, 5);
     sl_example_source_t pub;
-    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &pub) == 0);
-    CHECK_EQ(pub.count, win6[1] + win6[3]);
+    CHECK(sl_dataset_global_source(ds, SL_GLOBAL_PUBLIC, &pub) == SL_ENOTFOUND);
     /* out-of-range index and oversize requests are errors, not crashes */
     sl_example_source_t tr;
     CHECK(sl_dataset_client_source(ds, 0, SL_SPLIT_TRAIN, &tr) == 0);
@@ -298,8 +336,9 @@ int main(void)
     test_counts(d6, 6, 0, 1);
     test_first_window(d6, 1.0f);
     sl_dataset_destroy(&d6);
-    sl_dataset_t *d12 = open_hapt(12, "public_users=none,central_train=all21");
-    test_counts(d12, 12, 1, 0);
+    sl_dataset_t *d12 = open_hapt(12, "central_train=all21,normalize=public");
+    test_counts(d12, 12, 1, 1);
+    test_public_standardized(d12);
     if (d12) {
         CHECK(strcmp(sl_dataset_class_name(d12, 11), "LIE_TO_STAND") == 0);
         CHECK(strcmp(sl_dataset_class_name(d12, 6), "STAND_TO_SIT") == 0);
