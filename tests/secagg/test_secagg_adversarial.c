@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "core/rng.h"
 #include "privacy/secagg/kdf.h"
 #include "privacy/secagg/secagg.h"
@@ -468,6 +469,48 @@ static void test_abort(void)
     teardown(&h);
 }
 
+/* Inputs and parameters: wrong sizes and out-of-range values are refused, with messages. */
+static void test_inputs(void)
+{
+    sl_config_t cfg;
+    sl_config_defaults(&cfg);
+    sl_secagg_params_t p;
+    CHECK_EQ(sl_secagg_params_from_config(&p, &cfg, 1000, 64, 26, 5), 0);
+    CHECK_EQ(p.n, 1000);
+    CHECK_EQ(p.k, 0); /* chosen by the server from n and dropout_tolerance */
+    CHECK_NEAR(p.dropout, 0.05, 1e-12);
+    cfg.secagg.neighbors = 40;
+    cfg.secagg.threshold = 50;
+    CHECK_EQ(sl_secagg_params_from_config(&p, &cfg, 1000, 64, 26, 5), SL_EINVAL);
+    sl_secagg_server_t *s = NULL;
+    sl_secagg_params_default(&p);
+    p.n = 1;
+    p.dim = 4;
+    CHECK_EQ(sl_secagg_server_new(&s, &p), SL_EINVAL);
+    p.n = 5;
+    p.mod_bits = 33;
+    CHECK_EQ(sl_secagg_server_new(&s, &p), SL_EINVAL);
+    CHECK(s == NULL);
+
+    harness_t h;
+    setup(&h, 8, 15);
+    uint32_t big[DIM] = {0};
+    big[3] = 256; /* >= 2^8 */
+    sl_secagg_client_t *c = h.c[0];
+    to_clients(&h); /* SETUP seen: B = 8 and DIM known */
+    CHECK_EQ(sl_secagg_client_set_input(c, big, DIM, NULL), SL_ERANGE);
+    CHECK_CONTAINS(sl_last_error(), "2^8");
+    CHECK_EQ(sl_secagg_client_set_input(c, big, DIM - 1, NULL), SL_EMISMATCH);
+    to_server(&h);
+    for (int st = 0; st < 3; st++) {
+        to_clients(&h);
+        to_server(&h);
+    }
+    check_sum(&h);
+    CHECK_EQ(sl_secagg_client_set_input(c, h.in[0], DIM, NULL), SL_ESTATE);
+    teardown(&h);
+}
+
 int main(void)
 {
     if (sl_csprng_init() != 0)
@@ -476,5 +519,6 @@ int main(void)
     test_malformed_to_client();
     test_server_view();
     test_abort();
+    test_inputs();
     return check_summary("test_secagg_adversarial");
 }
