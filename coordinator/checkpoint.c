@@ -120,7 +120,7 @@ int sl_checkpoint_decode(const uint8_t *buf, size_t len, const char *name, sl_ch
     ck->attempt = get64(buf + o), o += 8;
     ck->bytes_up = get64(buf + o), o += 8;
     ck->bytes_down = get64(buf + o), o += 8;
-    uint64_t c;
+    uint64_t c = 0;
     int rc;
     if ((rc = take(buf, end, &o, 8, &c, name, "rng table")))
         goto fail;

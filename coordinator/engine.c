@@ -280,7 +280,7 @@ static int send_msg(sl_engine_t *e, const sl_peer_t *peer, uint64_t client, cons
     int rc = sl_wire_encode(m, &e->enc);
     if (rc)
         return rc;
-    size_t off, poff = 0, plen = 0;
+    size_t off = 0, poff = 0, plen = 0;
     if ((rc = arena_put(e, e->enc.data, e->enc.len, &off)))
         return rc;
     const void *payload = NULL;
@@ -312,7 +312,7 @@ static int send_bye_all(sl_engine_t *e, const char *why)
     int rc = sl_wire_encode(&m, &e->enc);
     if (rc)
         return rc;
-    size_t off;
+    size_t off = 0;
     if ((rc = arena_put(e, e->enc.data, e->enc.len, &off)))
         return rc;
     for (size_t k = 0; k < e->n_clients; k++) {
@@ -595,7 +595,7 @@ static int start_final_eval(sl_engine_t *e, double now)
     int rc = sl_wire_encode(&m, &e->enc);
     if (rc)
         return fail_run(e, rc, sl_last_error());
-    size_t off;
+    size_t off = 0;
     if ((rc = arena_put(e, e->enc.data, e->enc.len, &off)))
         return fail_run(e, rc, sl_last_error());
     for (size_t k = 0; k < e->n_clients; k++) {
