@@ -248,9 +248,9 @@ void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 /* ---- attention ------------------------------------------------------------------------ */
 
 /* Per (sample, head) the kernels copy this head's rows into small local buffers padded to
- * multiples of 4 floats (head width hp, key count Np), so every inner loop is whole 4-lane
- * vectors: scores and dP vectorize over keys (keys transposed), outputs and dQ/dK/dV over
- * channels. Padded lanes and invalid keys hold zeros and are never read from the inputs. */
+ * multiples of 4 floats (head width hp, key count Np) and run six tiny matmuls through mm()
+ * below, which keeps a row of the result in 4-lane registers. Padded lanes and invalid keys
+ * hold zeros and are never read from the inputs. */
 
 static size_t up4(size_t x)
 {
@@ -259,10 +259,9 @@ static size_t up4(size_t x)
 
 size_t sl_attention_scratch(size_t NQ, size_t N, size_t C, size_t NH)
 {
-    (void)NQ;
     size_t hp = up4(C / NH), Np = up4(N);
-    /* Kh, Vh, dKh, dVh (N, hp); Kt/Vt (hp, Np); s, p/dp, ds (Np); qi, oi (hp) */
-    return 4 * N * hp + hp * Np + 3 * Np + 2 * hp + 8;
+    /* Qh, Oh/dOh, dQh (NQ, hp); Kh, Vh, dKh, dVh (Np, hp); Kt/Vt (hp, Np); S/P, dS (NQ, Np) */
+    return 3 * NQ * hp + 4 * Np * hp + hp * Np + 2 * NQ * Np + 16;
 }
 
 static inline v4sf vld(const float *p)
@@ -283,29 +282,76 @@ static inline v4sf vsplat(float x)
     return v;
 }
 
-/* dst (N, hp) = this head's rows of src (valid keys only, zero elsewhere); if tr, also
- * tr (hp, Np) = its transpose. */
-static void gather_head(float *dst, float *tr, const float *src, size_t ld, const uint8_t *valid, size_t N,
-                        size_t hs, size_t hp, size_t Np)
+/* One row of C (4*NV floats) += sum_k a[k*sa] * B[k] (rows of B: ldb floats apart). NV is a
+ * compile-time constant at every call site, so acc[] lives in registers. */
+static inline __attribute__((always_inline)) void mm_row(float *c, const float *a, size_t sa, const float *Bm,
+                                                         size_t ldb, size_t K, const int NV)
 {
-    for (size_t j = 0; j < N; j++) {
+    v4sf acc[8];
+    for (int v = 0; v < NV; v++)
+        acc[v] = vld(c + 4 * v);
+    for (size_t k = 0; k < K; k++) {
+        v4sf av = vsplat(a[k * sa]);
+        const float *b = Bm + k * ldb;
+        for (int v = 0; v < NV; v++)
+            acc[v] += av * vld(b + 4 * v);
+    }
+    for (int v = 0; v < NV; v++)
+        vst(c + 4 * v, acc[v]);
+}
+
+/* C (M, 4*NV) [ldc] += A (M, K) @ B (K, 4*NV) [ldb], A(i, k) = A[i*lda + k*sa]. */
+static void mm(float *C, size_t ldc, const float *A, size_t lda, size_t sa, const float *Bm, size_t ldb,
+               size_t M, size_t K, size_t NV)
+{
+    for (size_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        const float *a = A + i * lda;
+        switch (NV) {
+        case 1: mm_row(c, a, sa, Bm, ldb, K, 1); break;
+        case 2: mm_row(c, a, sa, Bm, ldb, K, 2); break;
+        case 3: mm_row(c, a, sa, Bm, ldb, K, 3); break;
+        case 4: mm_row(c, a, sa, Bm, ldb, K, 4); break;
+        case 5: mm_row(c, a, sa, Bm, ldb, K, 5); break;
+        case 6: mm_row(c, a, sa, Bm, ldb, K, 6); break;
+        case 7: mm_row(c, a, sa, Bm, ldb, K, 7); break;
+        case 8: mm_row(c, a, sa, Bm, ldb, K, 8); break;
+        default: /* wide heads / many keys: 8 vectors at a time */
+            for (size_t v0 = 0; v0 < NV; v0 += 8) {
+                size_t nv = NV - v0 < 8 ? NV - v0 : 8;
+                for (size_t k = 0; k < K; k++) {
+                    float av = a[k * sa];
+                    const float *b = Bm + k * ldb + 4 * v0;
+                    for (size_t j = 0; j < 4 * nv; j++)
+                        c[4 * v0 + j] += av * b[j];
+                }
+            }
+            break;
+        }
+    }
+}
+
+/* dst (rows, hp) = rows of src (row stride ld, hs floats each), zero-padded; rows whose valid
+ * flag is 0 (or beyond n) are zero. tr (hp, ldt), if not NULL, gets the transpose. */
+static void gather_rows(float *dst, float *tr, size_t ldt, const float *src, size_t ld, const uint8_t *valid,
+                        size_t n, size_t rows, size_t hs, size_t hp, float scale)
+{
+    for (size_t j = 0; j < rows; j++) {
         float *o = dst + j * hp;
         const float *x = src + j * ld;
-        if (valid[j])
+        if (j < n && (!valid || valid[j]))
             for (size_t d = 0; d < hs; d++)
-                o[d] = x[d];
+                o[d] = x[d] * scale;
         else
             for (size_t d = 0; d < hs; d++)
                 o[d] = 0.0f;
         for (size_t d = hs; d < hp; d++)
             o[d] = 0.0f;
     }
-    if (!tr)
-        return;
-    memset(tr, 0, hp * Np * sizeof(float));
-    for (size_t j = 0; j < N; j++)
-        for (size_t d = 0; d < hs; d++)
-            tr[d * Np + j] = dst[j * hp + d];
+    if (tr)
+        for (size_t d = 0; d < hp; d++)
+            for (size_t j = 0; j < rows; j++)
+                tr[d * ldt + j] = dst[j * hp + d];
 }
 
 void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
@@ -315,60 +361,54 @@ void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, 
     // q is (B, NQ, C), k and v are (B, N, C), out is (B, NQ, C), probs is (B, NH, NQ, N)
     size_t hs = C / NH, hp = up4(hs), Np = up4(N);
     float scale = 1.0f / sqrtf((float)hs);
-    float *Vh = scratch, *Kh = Vh + N * hp, *Kt = Kh + N * hp, *sc = Kt + hp * Np, *oi = sc + Np;
+    float *Qh = scratch, *Oh = Qh + NQ * hp, *Kh = Oh + NQ * hp, *Vh = Kh + Np * hp, *Kt = Vh + Np * hp;
+    float *S = Kt + hp * Np;
     for (size_t b = 0; b < B; b++) {
         const uint8_t *valid = key_valid + b * N;
         size_t nvalid = 0;
         for (size_t j = 0; j < N; j++)
             nvalid += valid[j] ? 1u : 0u;
         for (size_t h = 0; h < NH; h++) {
-            gather_head(Kh, Kt, k + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, Np);
-            gather_head(Vh, NULL, v + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, 0);
+            gather_rows(Qh, NULL, 0, q + b * NQ * ldq + h * hs, ldq, NULL, NQ, NQ, hs, hp, scale);
+            gather_rows(Kh, Kt, Np, k + b * N * ldkv + h * hs, ldkv, valid, N, Np, hs, hp, 1.0f);
+            gather_rows(Vh, NULL, 0, v + b * N * ldkv + h * hs, ldkv, valid, N, Np, hs, hp, 1.0f);
+            // S (NQ, Np) = (scale Qh) Kh^T
+            memset(S, 0, NQ * Np * sizeof(float));
+            mm(S, Np, Qh, hp, 1, Kt, Np, NQ, hs, Np / 4);
             for (size_t i = 0; i < NQ; i++) {
-                const float *qi = q + (b * NQ + i) * ldq + h * hs;
-                float *p = probs + ((b * NH + h) * NQ + i) * N;
-                // sc[j] = scale * q_i . k_j, 4 keys at a time
-                for (size_t j = 0; j < Np; j += 4)
-                    vst(sc + j, vsplat(0.0f));
-                for (size_t d = 0; d < hs; d++) {
-                    v4sf qd = vsplat(qi[d] * scale);
-                    const float *kd = Kt + d * Np;
-                    for (size_t j = 0; j < Np; j += 4)
-                        vst(sc + j, vld(sc + j) + qd * vld(kd + j));
-                }
-                if (!nvalid) { /* no valid key: zero weights and output */
+                float *s = S + i * Np, *p = probs + ((b * NH + h) * NQ + i) * N;
+                if (!nvalid) { /* no valid key: zero weights */
+                    memset(s, 0, Np * sizeof(float));
                     memset(p, 0, N * sizeof(float));
-                    memset(out + (b * NQ + i) * C + h * hs, 0, hs * sizeof(float));
                     continue;
                 }
                 float mx = -INFINITY;
                 for (size_t j = 0; j < N; j++)
-                    if (valid[j] && sc[j] > mx)
-                        mx = sc[j];
+                    if (valid[j] && s[j] > mx)
+                        mx = s[j];
                 for (size_t j = 0; j < N; j++)
-                    sc[j] -= mx;
-                exp_array(sc, sc, N);
+                    s[j] -= mx;
+                exp_array(s, s, N);
                 float sum = 0.0f;
                 for (size_t j = 0; j < N; j++) {
-                    sc[j] = valid[j] ? sc[j] : 0.0f;
-                    sum += sc[j];
+                    s[j] = valid[j] ? s[j] : 0.0f;
+                    sum += s[j];
                 }
                 float inv = 1.0f / sum;
-                for (size_t d = 0; d < hp; d += 4)
-                    vst(oi + d, vsplat(0.0f));
                 for (size_t j = 0; j < N; j++) {
-                    float pj = sc[j] * inv;
-                    p[j] = pj;
-                    if (pj == 0.0f)
-                        continue;
-                    v4sf pv = vsplat(pj);
-                    const float *vj = Vh + j * hp;
-                    for (size_t d = 0; d < hp; d += 4)
-                        vst(oi + d, vld(oi + d) + pv * vld(vj + d));
+                    s[j] *= inv;
+                    p[j] = s[j];
                 }
+                for (size_t j = N; j < Np; j++)
+                    s[j] = 0.0f;
+            }
+            // Oh (NQ, hp) = P Vh
+            memset(Oh, 0, NQ * hp * sizeof(float));
+            mm(Oh, hp, S, Np, 1, Vh, hp, NQ, N, hp / 4);
+            for (size_t i = 0; i < NQ; i++) {
                 float *o = out + (b * NQ + i) * C + h * hs;
                 for (size_t d = 0; d < hs; d++)
-                    o[d] = oi[d];
+                    o[d] = Oh[i * hp + d];
             }
         }
     }
@@ -382,65 +422,54 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     // dout is (B, NQ, C); dq is (B, NQ, C), dk, dv are (B, N, C)
     size_t hs = C / NH, hp = up4(hs), Np = up4(N);
     float scale = 1.0f / sqrtf((float)hs);
-    float *Kh = scratch, *dKh = Kh + N * hp, *dVh = dKh + N * hp, *Vh = dVh + N * hp, *Vt = Vh + N * hp;
-    float *dp = Vt + hp * Np, *ds = dp + Np, *qi = ds + Np, *doi = qi + hp;
+    float *Qh = scratch, *dOh = Qh + NQ * hp, *dQh = dOh + NQ * hp, *Kh = dQh + NQ * hp, *dKh = Kh + Np * hp;
+    float *dVh = dKh + Np * hp, *Vh = dVh + Np * hp, *Vt = Vh + Np * hp, *P = Vt + hp * Np, *dS = P + NQ * Np;
     for (size_t b = 0; b < B; b++) {
         const uint8_t *valid = key_valid + b * N;
         for (size_t h = 0; h < NH; h++) {
-            gather_head(Kh, NULL, k + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, 0);
-            gather_head(Vh, Vt, v + b * N * ldkv + h * hs, ldkv, valid, N, hs, hp, Np);
-            memset(dKh, 0, 2 * N * hp * sizeof(float)); /* dKh and dVh */
-            memset(qi, 0, 2 * hp * sizeof(float));
+            gather_rows(Qh, NULL, 0, q + b * NQ * ldq + h * hs, ldq, NULL, NQ, NQ, hs, hp, 1.0f);
+            gather_rows(dOh, NULL, 0, dout + b * NQ * C + h * hs, C, NULL, NQ, NQ, hs, hp, 1.0f);
+            gather_rows(Kh, NULL, 0, k + b * N * ldkv + h * hs, ldkv, valid, N, Np, hs, hp, 1.0f);
+            gather_rows(Vh, Vt, Np, v + b * N * ldkv + h * hs, ldkv, valid, N, Np, hs, hp, 1.0f);
             for (size_t i = 0; i < NQ; i++) {
                 const float *p = probs + ((b * NH + h) * NQ + i) * N;
-                const float *dsrc = dout + (b * NQ + i) * C + h * hs, *qsrc = q + (b * NQ + i) * ldq + h * hs;
-                for (size_t d = 0; d < hs; d++) {
-                    doi[d] = dsrc[d];
-                    qi[d] = qsrc[d];
-                }
-                // dp[j] = dout_i . v_j, 4 keys at a time
-                for (size_t j = 0; j < Np; j += 4)
-                    vst(dp + j, vsplat(0.0f));
-                for (size_t d = 0; d < hs; d++) {
-                    v4sf g = vsplat(doi[d]);
-                    const float *vd = Vt + d * Np;
-                    for (size_t j = 0; j < Np; j += 4)
-                        vst(dp + j, vld(dp + j) + g * vld(vd + j));
-                }
+                for (size_t j = 0; j < N; j++)
+                    P[i * Np + j] = p[j];
+                for (size_t j = N; j < Np; j++)
+                    P[i * Np + j] = 0.0f;
+            }
+            // dP (NQ, Np) = dOh Vh^T, kept in dS
+            memset(dS, 0, NQ * Np * sizeof(float));
+            mm(dS, Np, dOh, hp, 1, Vt, Np, NQ, hs, Np / 4);
+            // dS = P * (dP - rowsum(P * dP)) * scale (softmax backward; 1/sqrt(hs) folded in)
+            for (size_t i = 0; i < NQ; i++) {
+                float *ds = dS + i * Np;
+                const float *pi = P + i * Np;
                 float dot = 0.0f;
                 for (size_t j = 0; j < N; j++)
-                    dot += p[j] * dp[j];
-                // ds = softmax backward, with the 1/sqrt(hs) of the scores folded in
-                for (size_t j = 0; j < N; j++)
-                    ds[j] = p[j] * (dp[j] - dot) * scale;
-                v4sf acc[64 / 4]; /* dq_i for hp <= 64, else accumulated in place below */
-                int local = hp <= 64;
-                if (local)
-                    for (size_t d = 0; d < hp; d += 4)
-                        acc[d / 4] = vsplat(0.0f);
-                float *dqi = dq ? dq + (b * NQ + i) * ldq + h * hs : NULL;
-                for (size_t j = 0; j < N; j++) {
-                    if (p[j] == 0.0f) /* invalid key (or exactly zero weight): no contribution */
-                        continue;
-                    v4sf pj = vsplat(p[j]), sj = vsplat(ds[j]);
-                    float *dkj = dKh + j * hp, *dvj = dVh + j * hp;
-                    const float *kj = Kh + j * hp;
-                    for (size_t d = 0; d < hp; d += 4) {
-                        vst(dvj + d, vld(dvj + d) + pj * vld(doi + d));
-                        vst(dkj + d, vld(dkj + d) + sj * vld(qi + d));
-                        if (local)
-                            acc[d / 4] += sj * vld(kj + d);
-                    }
-                    if (!local && dqi)
-                        for (size_t d = 0; d < hs; d++)
-                            dqi[d] += ds[j] * kj[d];
-                }
-                if (local && dqi)
+                    dot += pi[j] * ds[j];
+                for (size_t j = 0; j < Np; j++)
+                    ds[j] = pi[j] * (ds[j] - dot) * scale;
+            }
+            if (dq) { // dQh (NQ, hp) = dS Kh
+                memset(dQh, 0, NQ * hp * sizeof(float));
+                mm(dQh, hp, dS, Np, 1, Kh, hp, NQ, N, hp / 4);
+                for (size_t i = 0; i < NQ; i++) {
+                    float *o = dq + (b * NQ + i) * ldq + h * hs;
                     for (size_t d = 0; d < hs; d++)
-                        dqi[d] += acc[d / 4][d % 4];
+                        o[d] += dQh[i * hp + d];
+                }
+            }
+            if (dk) { // dKh (Np, hp) = dS^T Qh
+                memset(dKh, 0, Np * hp * sizeof(float));
+                mm(dKh, hp, dS, 1, Np, Qh, hp, N, NQ, hp / 4);
+            }
+            if (dv) { // dVh (Np, hp) = P^T dOh
+                memset(dVh, 0, Np * hp * sizeof(float));
+                mm(dVh, hp, P, 1, Np, dOh, hp, N, NQ, hp / 4);
             }
             for (size_t j = 0; j < N; j++) {
-                if (!valid[j])
+                if (!valid[j]) /* padding keys: no gradient (their rows of dS, P are zero anyway) */
                     continue;
                 size_t row = (b * N + j) * ldkv + h * hs;
                 if (dk)

@@ -213,7 +213,7 @@ static double att_loss(void *p)
 static double att_ref(const att_ctx *c, size_t b, size_t i, size_t h, size_t ch)
 {
     size_t hs = c->C / c->NH;
-    double s[64], mx = -1e300, sum = 0, o = 0;
+    double s[256], mx = -1e300, sum = 0, o = 0;
     for (size_t j = 0; j < c->N; j++) {
         if (!c->valid[b * c->N + j])
             continue;
@@ -232,9 +232,9 @@ static double att_ref(const att_ctx *c, size_t b, size_t i, size_t h, size_t ch)
     return o;
 }
 
-static void test_attention(size_t NQ)
+static void test_attention(size_t NQ, size_t N, size_t C, size_t NH)
 {
-    att_ctx c = {.B = 3, .NQ = NQ, .N = 6, .C = 8, .NH = 2};
+    att_ctx c = {.B = 3, .NQ = NQ, .N = N, .C = C, .NH = NH};
     c.ldq = NQ == 1 ? c.C : 3 * c.C; /* the model's layouts: fused q|k|v rows, or a dense q */
     c.ldkv = 3 * c.C;
     size_t nq = c.B * c.NQ * c.ldq, nkv = c.B * c.N * c.ldkv, no = c.B * c.NQ * c.C;
@@ -250,7 +250,7 @@ static void test_attention(size_t NQ)
     for (size_t j = 1; j < c.N; j++)
         c.valid[2 * c.N + j] = 0;
     att_loss(&c);
-    CHECK_NEAR(c.out[(0 * c.NQ + 0) * c.C + 5], att_ref(&c, 0, 0, 1, 1), 1e-5);
+    CHECK_NEAR(c.out[(0 * c.NQ + 0) * c.C + c.C / c.NH + 1], att_ref(&c, 0, 0, 1, 1), 1e-5);
     CHECK_NEAR(c.out[(1 * c.NQ + NQ - 1) * c.C + 2], att_ref(&c, 1, NQ - 1, 0, 2), 1e-5);
     /* a padded key gets exactly zero probability; rows sum to one */
     for (size_t h = 0; h < c.NH; h++) {
@@ -473,8 +473,10 @@ int main(void)
     test_linear(0);
     test_linear(1);
     test_layernorm();
-    test_attention(4);
-    test_attention(1);
+    test_attention(4, 6, 8, 2);   /* head width 4 */
+    test_attention(1, 6, 8, 2);   /* one query (the CLS row), dense q */
+    test_attention(3, 7, 6, 2);   /* head width 3: padded lanes */
+    test_attention(2, 37, 84, 2); /* 42-wide heads, 37 keys: the generic (> 8 vector) path */
     test_gelu();
     test_crossentropy();
     test_misc();
