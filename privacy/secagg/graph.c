@@ -89,7 +89,7 @@ int sl_secagg_choose_params(size_t n, double dropout, double adversarial, size_t
         adversarial + dropout >= 0.9)
         return sl_error(SL_EINVAL, "secagg: dropout %.3g + adversarial %.3g must be in [0, 0.9)", dropout,
                         adversarial);
-    size_t k, tmin_unused;
+    size_t k = 0, tmin_unused = 0;
     if (k_override) {
         k = k_override + (k_override & 1);
     } else if (n <= SL_SECAGG_COMPLETE_UPTO || sl_secagg_find_degree(n, dropout, adversarial, &k, &tmin_unused) != 0) {
