@@ -49,7 +49,7 @@ static void on_step(void *ctx, const sl_train_progress_t *p)
         cli_progress_begin(pc->bar, label, p->pass_examples);
     cli_progress_field(pc->bar, "step", "%llu", (unsigned long long)p->step);
     cli_progress_field(pc->bar, "loss", "%.4f", p->loss);
-    cli_progress_field(pc->bar, "lr", "%.2e", p->lr);
+    cli_progress_field(pc->bar, "lr", "%.1e", p->lr);
     cli_progress_field(pc->bar, "samples/s", "%.0f", p->seconds > 0 ? (double)p->examples / p->seconds : 0.0);
     cli_progress_update(pc->bar, p->examples, 0);
 }

@@ -72,7 +72,7 @@ static void draw(cli_progress_t *p)
     const int width = term_width();
     used += (size_t)snprintf(line + used, sizeof line - used, "%s", p->label);
     if (p->total) {
-        const int cells = 20;
+        const int cells = 16;
         double frac = (double)p->pos / (double)p->total;
         if (frac > 1.0)
             frac = 1.0;
@@ -83,12 +83,11 @@ static void draw(cli_progress_t *p)
         line[used] = '\0';
         double el = cli_now() - p->start;
         double eta = frac > 0 ? el * (1.0 - frac) / frac : 0.0;
-        used += (size_t)snprintf(line + used, sizeof line - used, "] %3.0f%% %llu/%llu ETA %d:%02d", 100.0 * frac,
-                                 (unsigned long long)p->pos, (unsigned long long)p->total, (int)(eta / 60),
-                                 (int)eta % 60);
+        used += (size_t)snprintf(line + used, sizeof line - used, "] %3.0f%% ETA %d:%02d", 100.0 * frac,
+                                 (int)(eta / 60), (int)eta % 60);
     }
     for (size_t i = 0; i < p->nfields && used < sizeof line; i++)
-        used += (size_t)snprintf(line + used, sizeof line - used, "  %s %s", p->names[i], p->values[i]);
+        used += (size_t)snprintf(line + used, sizeof line - used, " %s %s", p->names[i], p->values[i]);
     if (used >= sizeof line)
         used = sizeof line - 1;
     if ((int)used > width - 1)

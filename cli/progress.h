@@ -1,7 +1,7 @@
 /* cli/progress: a progress display for long commands (train, pretrain, cluster).
  *
  * On a terminal: one live line on stderr, redrawn at most ~10 times a second,
- *   epoch 3/20 [#########.........]  45% 120/266  loss 0.4132  1830 samples/s  ETA 0:12
+ *   epoch 3/20 [#######.........]  45% ETA 0:12 step 120 loss 0.4132 lr 3.0e-03 samples/s 1830
  * Otherwise (a pipe, a log file): nothing per step; cli_progress_log() lines only, so logs
  * stay readable. The caller chooses the fields: a label, a position/total for the bar, and
  * free "name value" fields.
