@@ -24,6 +24,9 @@ struct sl_client {
     uint64_t rounds_done;
     uint64_t round;             /* round of the last TASK */
     sl_client_task_t task;
+    int pending;                /* an UPDATE waits for GRANT (upload credits) */
+    sl_update_info_t pending_info;
+    float *held;                /* (dim) the pending delta, when the delta buffer is shared */
     cout_t *out;
     size_t n_out, cap_out;
     uint8_t *arena;
@@ -74,6 +77,7 @@ void sl_client_destroy(sl_client_t **pc)
         return;
     sl_client_t *c = *pc;
     free(c->own_delta);
+    free(c->held);
     free(c->out);
     free(c->arena);
     free(c->view);
@@ -204,6 +208,7 @@ static int do_task(sl_client_t *c, const sl_msg_t *m)
         return send_error(c, SL_WERR_LAYOUT, why);
     }
     c->round = m->round;
+    c->pending = 0; /* a new task supersedes an update still waiting for its credit */
     c->task.round = m->round;
     c->task.client_id = c->o.client_id;
     c->task.info = m->task;
@@ -225,6 +230,33 @@ static int do_task(sl_client_t *c, const sl_msg_t *m)
     if (!info.has_eval) {
         u.update.eval_examples = 0;
         u.update.eval_loss = u.update.eval_accuracy = 0;
+    }
+    if (m->task.ask_upload && !m->task.secagg) {
+        /* upload credits: keep the delta, ask, send on GRANT */
+        float *keep = delta;
+        if (c->o.scratch) { /* the shared buffer is reused by the next virtual client */
+            if (!c->held && !(c->held = malloc(c->o.dim * sizeof *c->held)))
+                return sl_error(SL_ENOMEM, "client: out of memory (dim %zu)", c->o.dim);
+            memcpy(c->held, delta, c->o.dim * sizeof *delta);
+            keep = c->held;
+        }
+        sl_msg_t r;
+        sl_msg_init(&r, SL_MSG_READY, m->round, c->o.client_id);
+        /* validate the statistics now, so a bad result is reported at once */
+        u.n = c->o.dim;
+        u.vec = keep;
+        sl_wire_buf_t probe = {0};
+        rc = sl_wire_encode(&u, &probe);
+        sl_wire_buf_free(&probe);
+        if (rc) {
+            char why[SL_WIRE_MAX_STR + 1];
+            snprintf(why, sizeof why, "invalid training result: %s", sl_last_error());
+            return send_error(c, SL_WERR_INTERNAL, why);
+        }
+        c->pending = 1;
+        c->pending_info = u.update;
+        c->rounds_done++;
+        return queue(c, &r);
     }
     if (m->task.secagg) {
         if (!c->o.masked)
@@ -341,6 +373,18 @@ int sl_client_on_message(sl_client_t *c, const uint8_t *hdr, size_t hdr_len, con
             return send_error(c, SL_WERR_INTERNAL, why);
         }
         return 0;
+    case SL_MSG_GRANT:
+        if (!c->pending || m.round != c->round)
+            return 0; /* a stale grant: nothing to upload */
+        {
+            sl_msg_t u;
+            sl_msg_init(&u, SL_MSG_UPDATE, c->round, c->o.client_id);
+            u.update = c->pending_info;
+            u.n = c->o.dim;
+            u.vec = c->o.scratch ? c->held : c->own_delta;
+            c->pending = 0;
+            return queue(c, &u);
+        }
     case SL_MSG_HEARTBEAT:
         return 0;
     case SL_MSG_BYE:

@@ -25,6 +25,8 @@ typedef struct {
     uint32_t invalid;
     uint64_t tag;            /* round tag when sampled (see round_tag) */
     int answered;            /* answered in the tagged round attempt */
+    int granted;             /* holds an upload credit in the tagged round attempt */
+    int waiting;             /* READY queued for a credit */
     uint64_t eval_tag;       /* final evaluation: EVALUATE sent */
     int eval_answered;
 } client_t;
@@ -58,6 +60,10 @@ struct sl_engine {
     size_t start_clients;
     double start_timeout;
     int final_eval;
+    size_t max_uploads;
+    size_t inflight;         /* credits held */
+    size_t *waitq;           /* client indices waiting for a credit (FIFO, one slot per sampled) */
+    size_t wq_head, wq_tail, cap_waitq;
 
     sl_engine_state_t state;
     char status[512];
@@ -540,6 +546,15 @@ static int start_attempt(sl_engine_t *e, double now)
     e->deadline = now + e->cfg.federation.round_timeout;
 
     uint64_t tag = round_tag(e);
+    e->inflight = 0;
+    e->wq_head = e->wq_tail = 0;
+    if (e->cap_waitq < m) {
+        size_t *q = realloc(e->waitq, m * sizeof *q);
+        if (!q)
+            return fail_run(e, SL_ENOMEM, "out of memory (upload queue)");
+        e->waitq = q;
+        e->cap_waitq = m;
+    }
     uint64_t *ids = malloc((m ? m : 1) * sizeof *ids);
     if (!ids)
         return fail_run(e, SL_ENOMEM, "out of memory (sampling)");
@@ -547,6 +562,8 @@ static int start_attempt(sl_engine_t *e, double now)
         client_t *c = &e->clients[e->sampled[i]];
         c->tag = tag;
         c->answered = 0;
+        c->granted = 0;
+        c->waiting = 0;
         ids[i] = c->id;
     }
     sl_agg_emit_t emit = {agg_emit, e};
@@ -565,6 +582,7 @@ static int start_attempt(sl_engine_t *e, double now)
     t->fedprox_mu = e->cfg.train.fedprox_mu;
     t->want_eval = (uint8_t)eval_due(e, e->round);
     t->secagg = (uint8_t)(e->agg->secure ? 1 : 0);
+    t->ask_upload = (uint8_t)(e->max_uploads > 0 && !e->agg->secure);
     t->dp_mode = (uint8_t)e->cfg.dp.mode;
     t->dp_clip = e->cfg.dp.mode ? e->cfg.dp.clip : 0.0;
     t->dp_noise = e->cfg.dp.mode ? e->cfg.dp.noise_multiplier : 0.0;
@@ -749,6 +767,7 @@ int sl_engine_new(sl_engine_t **out, const sl_engine_opts_t *o)
     e->runlog = o->runlog;
     e->agg = o->aggregator;
     e->final_eval = o->final_eval;
+    e->max_uploads = o->max_uploads;
     e->start_timeout = o->start_timeout;
     e->start_clients = o->start_clients ? o->start_clients : (size_t)e->cfg.federation.min_clients;
     e->first_tick = NAN;
@@ -839,6 +858,7 @@ void sl_engine_destroy(sl_engine_t **pe)
     free(e->by_peer);
     free(e->by_id);
     free(e->sampled);
+    free(e->waitq);
     free(e->out);
     free(e->arena);
     free(e->view);
@@ -865,6 +885,8 @@ static void strike(sl_engine_t *e, int k, double now)
         c->invalid = 0;
     }
 }
+
+static int release_credit(sl_engine_t *e, client_t *c);
 
 static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m, double now)
 {
@@ -959,8 +981,11 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
      * came back) gets its task again; a repeated HELLO on the same connection does not */
     if (!moved && prev_live)
         return 0;
-    if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered)
+    if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
+        if ((rc = release_credit(e, c))) /* it trains again and asks again */
+            return rc;
         return queue_task(e, (size_t)k);
+    }
     if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered) {
         sl_msg_t ev;
         sl_msg_init(&ev, SL_MSG_EVALUATE, e->round, SL_WIRE_COORDINATOR);
@@ -988,6 +1013,55 @@ static int maybe_close(sl_engine_t *e, double now)
     if (e->agg->secure && e->agg->ready && !e->agg->ready(e->agg->self))
         return 0;
     return close_round(e, now);
+}
+
+/* Hand free upload credits to waiting clients, in READY order. */
+static int grant_next(sl_engine_t *e)
+{
+    uint64_t tag = round_tag(e);
+    while (e->inflight < e->max_uploads && e->wq_head < e->wq_tail) {
+        client_t *c = &e->clients[e->waitq[e->wq_head++]];
+        if (!c->waiting || c->tag != tag || c->answered || !c->live)
+            continue;
+        c->waiting = 0;
+        c->granted = 1;
+        e->inflight++;
+        sl_msg_t g;
+        sl_msg_init(&g, SL_MSG_GRANT, e->round, SL_WIRE_COORDINATOR);
+        int rc = send_msg(e, &c->peer, c->id, &g);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* A client is done with the round (answered, rejected, left): free its credit. */
+static int release_credit(sl_engine_t *e, client_t *c)
+{
+    c->waiting = 0;
+    if (!c->granted)
+        return 0;
+    c->granted = 0;
+    if (e->inflight)
+        e->inflight--;
+    return grant_next(e);
+}
+
+static int handle_ready(sl_engine_t *e, int k, const sl_msg_t *m)
+{
+    client_t *c = &e->clients[k];
+    if (e->state != SL_ENGINE_ROUND || m->round != e->round || c->tag != round_tag(e) || c->answered ||
+        e->max_uploads == 0 || e->agg->secure) {
+        e->rep.late++; /* a straggler's READY, or one from an unsampled / finished client */
+        return 0;
+    }
+    if (c->granted || c->waiting)
+        return 0; /* repeated READY */
+    if (e->wq_tail >= e->cap_waitq)
+        return 0; /* cannot happen: one slot per sampled client */
+    c->waiting = 1;
+    e->waitq[e->wq_tail++] = (size_t)k;
+    return grant_next(e);
 }
 
 static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
@@ -1024,6 +1098,8 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
             e->rep.rejected++;
             c->answered = 1;
             e->n_left++;
+            if (release_credit(e, c))
+                return fail_run(e, SL_ENOMEM, sl_last_error());
             warn_peer(e, now, "coordinator: update of client %llu rejected: L2 norm %.4g above the bound %.4g",
                       (unsigned long long)c->id, nrm, bound);
             int rc = send_error(e, &c->peer, c->id, SL_WERR_UNEXPECTED, "update norm above federation.update_norm_bound");
@@ -1043,6 +1119,8 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
     c->answered = 1;
     e->n_answered++;
     e->rep.reported++;
+    if (release_credit(e, c))
+        return fail_run(e, SL_ENOMEM, sl_last_error());
     e->loss_sum += m->update.train_loss * (double)m->update.examples;
     e->loss_w += (double)m->update.examples;
     if (m->update.has_eval && m->update.eval_examples > 0) {
@@ -1060,6 +1138,8 @@ static void client_left(sl_engine_t *e, int k)
     if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
         c->answered = 1;
         e->n_left++;
+        if (release_credit(e, c))
+            SL_WARN("coordinator: %s", sl_last_error());
     }
     if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered) {
         c->eval_answered = 1;
@@ -1192,9 +1272,14 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
         if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
             c->answered = 1;
             e->n_left++;
+            if ((rc = release_credit(e, c)))
+                return fail_run(e, rc, sl_last_error());
             return maybe_close(e, now);
         }
         return 0;
+    case SL_MSG_READY:
+        rc = handle_ready(e, k, &m);
+        break;
     default:
         strike(e, k, now);
         return send_error(e, peer, c->id, SL_WERR_UNEXPECTED, "message type not accepted by the coordinator");

@@ -93,6 +93,11 @@ typedef struct {
     size_t start_clients;         /* registrations before round 1; 0 = min_clients */
     double start_timeout;         /* seconds after the first tick; 0 = wait for start_clients */
     int final_eval;               /* federated evaluation of the final vector on every client */
+    size_t max_uploads;           /* upload credits: at most this many clients upload at once
+                                   * (TASK "cred": READY -> GRANT -> UPDATE), bounding the
+                                   * coordinator's receive buffers to max_uploads x model
+                                   * whatever the number of clients; 0 = no credits (clients
+                                   * upload as soon as they trained). Ignored under SecAgg. */
     const sl_checkpoint_t *resume; /* continue after resume->round (NULL = fresh run) */
     sl_runlog_t *runlog;          /* borrowed; NULL = no metrics/checkpoint files */
     sl_engine_hooks_t hooks;

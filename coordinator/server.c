@@ -70,18 +70,27 @@ int sl_coordinator_run(sl_engine_t *e, sl_transport_t *t, volatile sig_atomic_t 
             timeout_ms = 0;
         else if (isfinite(dl) && (dl - now) * 1000.0 < timeout_ms)
             timeout_ms = (int)ceil((dl - now) * 1000.0);
-        sl_frame_t f;
-        rc = sl_transport_recv(t, &f, timeout_ms);
-        now = sl_now();
-        if (rc == 0) {
-            rc = sl_engine_on_message(e, &f.peer, f.header, f.header_len, f.payload, f.payload_len, now);
-            int frc = flush(e, t);
-            if (frc)
-                return frc;
-        } else if (rc == SL_EPROTO) {
-            SL_DEBUG("coordinator: dropped a message with a bad frame structure: %s", sl_last_error());
-        } else if (rc != SL_ETIMEOUT && rc != SL_EINTR) {
-            return rc;
+        /* one wait, then a burst of whatever is queued: folding updates as fast as libzmq
+         * receives them keeps the receive queues (and memory) short */
+        for (int burst = 0; burst < 256; burst++) {
+            sl_frame_t f;
+            rc = sl_transport_recv(t, &f, burst == 0 ? timeout_ms : 0);
+            now = sl_now();
+            if (rc == 0) {
+                rc = sl_engine_on_message(e, &f.peer, f.header, f.header_len, f.payload, f.payload_len, now);
+                int frc = flush(e, t);
+                if (frc)
+                    return frc;
+                st = sl_engine_state(e);
+                if (st == SL_ENGINE_DONE || st == SL_ENGINE_FAILED)
+                    break;
+            } else if (rc == SL_EPROTO) {
+                SL_DEBUG("coordinator: dropped a message with a bad frame structure: %s", sl_last_error());
+            } else if (rc == SL_ETIMEOUT || rc == SL_EINTR) {
+                break;
+            } else {
+                return rc;
+            }
         }
         rc = sl_engine_tick(e, now);
         int frc = flush(e, t);

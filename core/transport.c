@@ -307,23 +307,27 @@ int sl_transport_recv(sl_transport_t *t, sl_frame_t *out, int timeout_ms)
 {
     memset(out, 0, sizeof *out);
     close_frames(t);
-    zmq_pollitem_t it = {.socket = t->sock, .events = ZMQ_POLLIN};
-    int n = zmq_poll(&it, 1, timeout_ms);
-    if (n < 0) {
-        if (zmq_errno() == EINTR)
-            return sl_error(SL_EINTR, "transport: interrupted");
-        return zerr("poll");
+    if (timeout_ms != 0) { /* timeout 0: no poll syscall, just a non-blocking read below */
+        zmq_pollitem_t it = {.socket = t->sock, .events = ZMQ_POLLIN};
+        int n = zmq_poll(&it, 1, timeout_ms);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                return sl_error(SL_EINTR, "transport: interrupted");
+            return zerr("poll");
+        }
+        if (n == 0 || !(it.revents & ZMQ_POLLIN))
+            return SL_ETIMEOUT;
     }
-    if (n == 0 || !(it.revents & ZMQ_POLLIN))
-        return SL_ETIMEOUT;
     int total = 0, more = 1;
     size_t bytes = 0;
     while (more) {
         zmq_msg_t tmp;
         zmq_msg_t *m = t->nframes < 4 ? &t->frames[t->nframes] : &tmp;
         zmq_msg_init(m);
-        if (zmq_msg_recv(m, t->sock, 0) < 0) {
+        if (zmq_msg_recv(m, t->sock, total == 0 ? ZMQ_DONTWAIT : 0) < 0) {
             zmq_msg_close(m);
+            if (zmq_errno() == EAGAIN && total == 0)
+                return SL_ETIMEOUT;
             if (zmq_errno() == EINTR && total == 0)
                 return sl_error(SL_EINTR, "transport: interrupted");
             close_frames(t);
@@ -362,7 +366,7 @@ int sl_transport_recv(sl_transport_t *t, sl_frame_t *out, int timeout_ms)
         zmq_msg_t *p = &t->frames[first + 1];
         size_t plen = zmq_msg_size(p);
         const uint8_t *data = zmq_msg_data(p);
-        if (((uintptr_t)data & 15u) != 0 && plen > 0) {
+        if (((uintptr_t)data & 3u) != 0 && plen > 0) { /* float payloads read in place */
             if (plen > t->aligned_cap) {
                 void *nb = NULL;
                 if (posix_memalign(&nb, 16, plen) != 0) {

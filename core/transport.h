@@ -65,8 +65,8 @@ typedef struct {
 typedef struct sl_transport sl_transport_t;
 
 /* One received message: views into frames owned by the transport, valid until the next
- * sl_transport_recv or destroy. payload is 16-byte aligned (copied if libzmq's buffer was
- * not) so float payloads can be read in place. */
+ * sl_transport_recv or destroy. payload is 4-byte aligned (copied if libzmq's buffer was
+ * not, which it normally is) so float payloads are read in place. */
 typedef struct {
     sl_peer_t peer;
     const uint8_t *header;

@@ -25,7 +25,7 @@ typedef enum { V_UINT, V_INT, V_F64, V_BOOL, V_STR, V_STRS } vkind_t;
 enum {
     K_V, K_T, K_R, K_S, K_N, K_VMIN, K_EX, K_TEX, K_DIM, K_LAY, K_MODS, K_CID, K_HB, K_ROUNDS,
     K_ATT, K_EP, K_ST, K_BS, K_LR, K_MU, K_EVAL, K_SA, K_DPM, K_DPC, K_DPZ, K_STEPS, K_LOSS,
-    K_SECS, K_EEX, K_ELOSS, K_EACC, K_ACC, K_F1, K_STG, K_CODE, K_WHY, NKEYS
+    K_SECS, K_EEX, K_ELOSS, K_EACC, K_ACC, K_F1, K_STG, K_CODE, K_WHY, K_CRED, NKEYS
 };
 
 typedef struct {
@@ -73,11 +73,12 @@ static const keydef_t keydefs[NKEYS] = {
     [K_STG] = {"stg", V_UINT, BLOBS, BLOBS},
     [K_CODE] = {"code", V_INT, B(SL_MSG_ERROR), B(SL_MSG_ERROR)},
     [K_WHY] = {"why", V_STR, B(SL_MSG_ERROR) | B(SL_MSG_BYE), B(SL_MSG_ERROR) | B(SL_MSG_BYE)},
+    [K_CRED] = {"cred", V_BOOL, B(SL_MSG_TASK), B(SL_MSG_TASK)},
 };
 
 static const char *const type_names[SL_MSG_TYPE_MAX + 1] = {
     "?", "HELLO", "WELCOME", "TASK", "UPDATE", "EVALUATE", "RESULT",
-    "HEARTBEAT", "BYE", "ERROR", "SECAGG_DOWN", "SECAGG_UP"};
+    "HEARTBEAT", "BYE", "ERROR", "SECAGG_DOWN", "SECAGG_UP", "READY", "GRANT"};
 
 const char *sl_msg_type_name(int type)
 {
@@ -107,8 +108,8 @@ void sl_msg_init(sl_msg_t *m, sl_msg_type_t type, uint64_t round, uint64_t sende
 }
 
 /* Types only the coordinator sends (sender must be 0) and only clients send (sender != 0). */
-#define FROM_COORD (B(SL_MSG_WELCOME) | B(SL_MSG_TASK) | B(SL_MSG_EVALUATE) | B(SL_MSG_SECAGG_DOWN))
-#define FROM_CLIENT (B(SL_MSG_HELLO) | B(SL_MSG_UPDATE) | B(SL_MSG_RESULT) | B(SL_MSG_SECAGG_UP))
+#define FROM_COORD (B(SL_MSG_WELCOME) | B(SL_MSG_TASK) | B(SL_MSG_EVALUATE) | B(SL_MSG_SECAGG_DOWN) | B(SL_MSG_GRANT))
+#define FROM_CLIENT (B(SL_MSG_HELLO) | B(SL_MSG_UPDATE) | B(SL_MSG_RESULT) | B(SL_MSG_SECAGG_UP) | B(SL_MSG_READY))
 
 /* ---- structural pre-scan ---------------------------------------------------------------
  * msgpack-c allocates a container's element array from its declared count before reading
@@ -472,6 +473,11 @@ static int decode_header(const uint8_t *hdr, size_t hdr_len, sl_msg_t *m)
         k->fedprox_mu = vals[K_MU].f;
         k->want_eval = (uint8_t)vals[K_EVAL].u;
         k->secagg = (uint8_t)vals[K_SA].u;
+        k->ask_upload = (uint8_t)vals[K_CRED].u;
+        if (k->secagg && k->ask_upload) {
+            rc = fail(t, "upload credits (\"cred\") do not apply to secure aggregation");
+            goto done;
+        }
         k->dp_mode = (uint8_t)vals[K_DPM].u;
         k->dp_clip = vals[K_DPC].f;
         k->dp_noise = vals[K_DPZ].f;
@@ -544,6 +550,8 @@ static int decode_header(const uint8_t *hdr, size_t hdr_len, sl_msg_t *m)
         copy_str(m->why, sizeof m->why, vals[K_WHY].o);
         break;
     case SL_MSG_HEARTBEAT:
+    case SL_MSG_READY:
+    case SL_MSG_GRANT:
         break;
     }
     rc = 0;
@@ -685,11 +693,13 @@ static unsigned field_count(const sl_msg_t *m)
     switch (m->type) {
     case SL_MSG_HELLO: return 4 + 6;
     case SL_MSG_WELCOME: return 4 + 5;
-    case SL_MSG_TASK: return 4 + 1 + 11;
+    case SL_MSG_TASK: return 4 + 1 + 12;
     case SL_MSG_UPDATE: return 4 + 1 + 4 + (m->update.has_eval ? 3 : 0);
     case SL_MSG_EVALUATE: return 4 + 1;
     case SL_MSG_RESULT: return 4 + 4;
-    case SL_MSG_HEARTBEAT: return 4;
+    case SL_MSG_HEARTBEAT:
+    case SL_MSG_READY:
+    case SL_MSG_GRANT: return 4;
     case SL_MSG_BYE: return 4 + 1;
     case SL_MSG_ERROR: return 4 + 2;
     case SL_MSG_SECAGG_DOWN:
@@ -749,6 +759,7 @@ int sl_wire_encode(const sl_msg_t *m, sl_wire_buf_t *out)
         put_f(&e, "mu", m->task.fedprox_mu);
         put_b(&e, "eval", m->task.want_eval);
         put_b(&e, "sa", m->task.secagg);
+        put_b(&e, "cred", m->task.ask_upload);
         put_u(&e, "dpm", m->task.dp_mode);
         put_f(&e, "dpc", m->task.dp_clip);
         put_f(&e, "dpz", m->task.dp_noise);
@@ -775,6 +786,8 @@ int sl_wire_encode(const sl_msg_t *m, sl_wire_buf_t *out)
         put_f(&e, "f1", m->eval.macro_f1);
         break;
     case SL_MSG_HEARTBEAT:
+    case SL_MSG_READY:
+    case SL_MSG_GRANT:
         break;
     case SL_MSG_BYE:
         put_s(&e, "why", m->why);

@@ -47,8 +47,10 @@ typedef enum {
     SL_MSG_ERROR = 9,    /* either way: the previous message was refused, with a reason */
     SL_MSG_SECAGG_DOWN = 10, /* coordinator -> client: SecAgg+ stage message (opaque blob) */
     SL_MSG_SECAGG_UP = 11,   /* client -> coordinator: SecAgg+ stage message (opaque blob) */
+    SL_MSG_READY = 12,   /* client -> coordinator: my update is ready, may I upload? (TASK "cred") */
+    SL_MSG_GRANT = 13,   /* coordinator -> client: upload now */
 } sl_msg_type_t;
-#define SL_MSG_TYPE_MAX 11
+#define SL_MSG_TYPE_MAX 13
 
 /* Error codes carried by SL_MSG_ERROR ("code"). */
 typedef enum {
@@ -71,6 +73,7 @@ typedef struct {
     double fedprox_mu;       /* train.fedprox_mu (0 = plain FedAvg local training) */
     uint8_t want_eval;       /* also evaluate the received global vector on the local test split */
     uint8_t secagg;          /* the update goes through SecAgg+ stages (UPDATE has no payload) */
+    uint8_t ask_upload;      /* send READY and wait for GRANT before the UPDATE (upload credits) */
     uint8_t dp_mode;         /* sl_dp_mode_t: client-side clipping/noise when != off */
     double dp_clip;          /* L2 clip norm of the delta (dp_mode != off) */
     double dp_noise;         /* noise multiplier for distributed/local DP */

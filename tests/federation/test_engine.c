@@ -63,6 +63,7 @@ struct sim {
     uint64_t accepted_ids[64][1024]; /* sim's prediction: on-time updates */
     size_t naccepted[64];
     size_t expected_late;
+    long grants, updates_in, max_inflight;
     uint64_t stop_after; /* stop the sim once this many rounds completed (0 = run to the end) */
 };
 
@@ -169,6 +170,12 @@ static void route_engine(sim_t *s)
         size_t c = client_of(&o[i].peer);
         if (c >= s->n)
             continue;
+        sl_msg_t m;
+        if (sl_wire_decode(o[i].header, o[i].header_len, NULL, 0, NULL, &m) == 0 && m.type == SL_MSG_GRANT) {
+            s->grants++;
+            if (s->grants - s->updates_in > s->max_inflight)
+                s->max_inflight = s->grants - s->updates_in;
+        }
         push(s, s->now + 1e-4, 0, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, 0);
     }
 }
@@ -223,6 +230,8 @@ static sl_config_t base_cfg(void)
     return cfg;
 }
 
+static size_t g_max_uploads; /* engine option for the next sim_init */
+
 static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, const float *init, const sl_checkpoint_t *resume,
                      sl_runlog_t *rl, sl_aggregator_t *agg)
 {
@@ -230,7 +239,8 @@ static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, const float *in
     s->n = n;
     s->scratch = calloc(DIM, sizeof(float));
     sl_engine_opts_t o = {.cfg = cfg, .dim = DIM, .init = init, .layout = 0x1234, .start_clients = n,
-                          .resume = resume, .runlog = rl, .aggregator = agg, .final_eval = 1};
+                          .resume = resume, .runlog = rl, .aggregator = agg, .final_eval = 1,
+                          .max_uploads = g_max_uploads};
     o.hooks.round_end = round_end_hook;
     o.hooks.central_eval = sim_eval;
     o.hooks.hook_ctx = s;
@@ -329,6 +339,10 @@ static int sim_run(sim_t *s, double max_time)
             if (ev.late && sl_engine_state(s->e) == SL_ENGINE_ROUND)
                 s->expected_late += 0; /* counted at observation time for dups; stragglers below */
             sl_peer_t p = peer_of(ev.client);
+            sl_msg_t um;
+            if (sl_wire_decode(ev.hdr, ev.hlen, (const uint8_t *)ev.pay, ev.plen, NULL, &um) == 0 &&
+                um.type == SL_MSG_UPDATE && !ev.late)
+                s->updates_in++;
             rc = sl_engine_on_message(s->e, &p, ev.hdr, ev.hlen, (const uint8_t *)ev.pay, ev.plen, s->now);
             observe_tasks(s);
             route_engine(s);
@@ -506,8 +520,9 @@ static void ref_fedavg_round(float *x, const uint64_t *ids, size_t n, uint64_t r
     }
 }
 
-static void test_fedavg_1000(void)
+static void test_fedavg_1000(size_t max_uploads)
 {
+    g_max_uploads = max_uploads;
     sl_config_t cfg = base_cfg();
     cfg.federation.weight_cap = 9;
     float init[DIM];
@@ -577,7 +592,12 @@ static void test_fedavg_1000(void)
         done += sl_client_state(s.cl[i].c) == SL_CLIENT_DONE;
     CHECK_EQ(done, 1000);
     CHECK(sl_client_rounds_done(s.cl[0].c) <= 5);
+    if (max_uploads) {
+        CHECK(s.grants > 400);
+        CHECK_MSG(s.max_inflight <= (long)max_uploads, "%ld uploads in flight", s.max_inflight);
+    }
     sim_free(&s);
+    g_max_uploads = 0;
 }
 
 /* ---- quorum --------------------------------------------------------------------------------- */
@@ -1044,7 +1064,8 @@ int main(void)
     test_strategies();
     test_robust_aggregators();
     test_engine_edge();
-    test_fedavg_1000();
+    test_fedavg_1000(0);
+    test_fedavg_1000(8); /* upload credits: same result, at most 8 uploads in flight */
     test_quorum(SL_QUORUM_RETRY);
     test_quorum(SL_QUORUM_FAIL);
     test_quorum_retry_succeeds();

@@ -76,8 +76,8 @@ static void test_roundtrips(void)
     m.n = 64;
     m.vec = vec;
     m.task = (sl_task_info_t){.attempt = 1, .local_epochs = 2, .local_steps = 0, .batch_size = 32, .lr = 0.003,
-                              .fedprox_mu = 0.01, .want_eval = 1, .secagg = 0, .dp_mode = 1, .dp_clip = 1.5,
-                              .dp_noise = 0.8};
+                              .fedprox_mu = 0.01, .want_eval = 1, .secagg = 0, .ask_upload = 1, .dp_mode = 1,
+                              .dp_clip = 1.5, .dp_noise = 0.8};
     if (roundtrip(&m, &d) == 0) {
         CHECK_EQ(d.round, 9);
         CHECK_EQ(d.n, 64);
@@ -87,7 +87,7 @@ static void test_roundtrips(void)
         CHECK_EQ(d.task.batch_size, 32);
         CHECK(d.task.lr == 0.003);
         CHECK(d.task.fedprox_mu == 0.01);
-        CHECK(d.task.want_eval == 1 && d.task.dp_mode == 1);
+        CHECK(d.task.want_eval == 1 && d.task.dp_mode == 1 && d.task.ask_upload == 1);
         CHECK(d.task.dp_clip == 1.5 && d.task.dp_noise == 0.8);
     }
 
@@ -124,6 +124,30 @@ static void test_roundtrips(void)
     sl_msg_init(&m, SL_MSG_HEARTBEAT, 4, 17);
     if (roundtrip(&m, &d) == 0)
         CHECK(d.type == SL_MSG_HEARTBEAT && d.round == 4);
+
+    sl_msg_init(&m, SL_MSG_READY, 4, 17);
+    if (roundtrip(&m, &d) == 0)
+        CHECK(d.type == SL_MSG_READY && d.round == 4 && d.sender == 17);
+    sl_msg_init(&m, SL_MSG_GRANT, 4, 0);
+    if (roundtrip(&m, &d) == 0)
+        CHECK(d.type == SL_MSG_GRANT && d.round == 4);
+    sl_msg_init(&m, SL_MSG_GRANT, 4, 17); /* only the coordinator grants */
+    {
+        sl_wire_buf_t b = {0};
+        CHECK(sl_wire_encode(&m, &b) == SL_EINVAL);
+        CHECK_CONTAINS(sl_last_error(), "only the coordinator");
+        sl_wire_buf_free(&b);
+    }
+    sl_msg_init(&m, SL_MSG_TASK, 4, 0); /* credits and SecAgg exclude each other */
+    m.n = 64;
+    m.vec = vec;
+    m.task = (sl_task_info_t){.local_epochs = 1, .batch_size = 1, .secagg = 1, .ask_upload = 1};
+    {
+        sl_wire_buf_t b = {0};
+        CHECK(sl_wire_encode(&m, &b) == SL_EINVAL);
+        CHECK_CONTAINS(sl_last_error(), "\"cred\"");
+        sl_wire_buf_free(&b);
+    }
 
     sl_msg_init(&m, SL_MSG_BYE, 4, 0);
     strcpy(m.why, "run complete");
@@ -195,7 +219,7 @@ static void expect_fail(const uint8_t *hdr, size_t len, const uint8_t *pay, size
 
 static void task_header(hb_t *h, double lr, uint64_t n)
 {
-    hb_init(h, 16);
+    hb_init(h, 17);
     hb_common(h, 1, SL_MSG_TASK, 2, 0);
     hb_u(h, "n", n);
     hb_u(h, "att", 0);
@@ -207,6 +231,8 @@ static void task_header(hb_t *h, double lr, uint64_t n)
     hb_key(h, "eval");
     CHECK(msgpack_pack_false(&h->pk) == 0);
     hb_key(h, "sa");
+    CHECK(msgpack_pack_false(&h->pk) == 0);
+    hb_key(h, "cred");
     CHECK(msgpack_pack_false(&h->pk) == 0);
     hb_u(h, "dpm", 0);
     hb_f(h, "dpc", 0);
