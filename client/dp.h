@@ -1,0 +1,34 @@
+/* client/dp: user-level differential privacy on the client, the `privatize` step.
+ *
+ * Called on the delta after local training, before it leaves (sl_client_opts_t.privatize
+ * in client/client.h). The TASK says what to do (sl_task_info_t dp_mode, dp_clip,
+ * dp_noise, filled by the coordinator's coordinator/dp.h):
+ *   off          nothing;
+ *   central      nothing: the coordinator clips (it needs the pre-clip norm for adaptive
+ *                clipping) and adds the noise; central mode trusts the coordinator;
+ *   distributed  clip to C, add this client's share N(0, (dp_noise C)^2 I);
+ *   local        clip to C, add N(0, (dp_noise C)^2 I) (the full noise).
+ * The weight stays the example count on the wire; the DP aggregator ignores it (uniform
+ * weights under DP).
+ * Noise source: sl_dp_noise_init(&ns, cfg, round, client_id): the OS CSPRNG, or the
+ * seeded test stream when dp.insecure_seeded_noise is set.
+ */
+#ifndef SL_CLIENT_DP_H
+#define SL_CLIENT_DP_H
+
+#include <stddef.h>
+
+#include "client/client.h"
+#include "core/config.h"
+#include "core/error.h"
+
+/* Privatize `delta` (dim,) in place for `task`. cfg is borrowed (run.seed and
+ * dp.insecure_seeded_noise choose the noise source). *norm_out (may be NULL) receives the
+ * pre-clip norm (NaN when nothing was clipped here). SL_EPROTO for task DP fields a
+ * coordinator could not have sent; SL_ENOTSUP for client-side noise with a SecAgg task
+ * (the noise must then be discrete, inside the SecAgg path); SL_EINVAL for a non-finite
+ * delta (left untouched). */
+SL_NODISCARD int sl_dp_client_apply(const sl_config_t *cfg, const sl_client_task_t *task, float *delta, size_t dim,
+                                    double *norm_out);
+
+#endif

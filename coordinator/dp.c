@@ -1,0 +1,488 @@
+/* coordinator/dp: the DP aggregator, the accountant in the round hooks, checkpoint state. */
+#include "coordinator/dp.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "privacy/dp/clip.h"
+#include "privacy/dp/mechanism.h"
+#include "privacy/dp/noise.h"
+
+#define EXT_MAGIC "SLDX"
+#define EXT_VERSION 1u
+#define EXT_HEADER 20 /* magic 4, version 4, flags 4, accountant length 8 */
+
+struct sl_dp_coord {
+    sl_config_t cfg;
+    size_t dim;
+    sl_dp_accountant_t *acc;
+    int adaptive;
+    sl_dp_adaptive_clip_t ac;
+    const sl_engine_t *engine; /* borrowed, for q's denominator */
+    size_t population;
+
+    /* the round in progress (set by begin_round) */
+    uint64_t round;
+    sl_dp_round_t plan;
+    size_t sampled;
+    size_t registered;
+    double bound;              /* server-side clip bound of this round */
+    double *sum;               /* (dim) running sum of clipped updates */
+    float *scratch;            /* (dim) one delta being clipped */
+    size_t count;              /* updates folded this attempt */
+    double count_sum;          /* adaptive: sum of centered bits [norm <= C] - 1/2 */
+    uint64_t clipped_total;
+
+    /* released by finish, charged by round_end */
+    int pending;
+    uint64_t pending_round;
+    size_t pending_reported;
+    double last_q, last_z;
+};
+
+/* ---- configuration ------------------------------------------------------------------------ */
+
+int sl_dp_coord_check_config(const sl_config_t *cfg)
+{
+    int mode = cfg->dp.mode;
+    if (mode == SL_DP_OFF)
+        return 0;
+    const char *mname = sl_config_enum_name("dp", "mode", mode);
+    if (!mname)
+        return sl_error(SL_ECONFIG, "dp.mode: unknown value %d", mode);
+    int strat = cfg->federation.strategy;
+    if (strat == SL_STRAT_MEDIAN || strat == SL_STRAT_TRIMMED_MEAN)
+        return sl_error(SL_ECONFIG,
+                        "dp.mode = %s cannot run with federation.strategy = %s: the DP noise is calibrated to "
+                        "a sum of clipped updates (sensitivity C), which a robust aggregator does not compute; "
+                        "use fedavg or a server optimizer (fedadam, fedyogi, ...)",
+                        mname, sl_config_enum_name("federation", "strategy", strat));
+    if (cfg->secagg.enabled)
+        return sl_error(SL_ENOTSUP,
+                        "dp.mode = %s together with secure aggregation (secagg.enabled = true) is not supported "
+                        "yet: the noise would have to be added as discrete Gaussian shares inside the SecAgg "
+                        "path; turn one of them off",
+                        mname);
+    if (cfg->dp.adaptive_clip && mode != SL_DP_CENTRAL)
+        return sl_error(SL_ECONFIG,
+                        "dp.adaptive_clip = true needs dp.mode = central (got %s): in distributed and local "
+                        "mode each client would have to send its noised clipped-count bit, for which the "
+                        "protocol has no field",
+                        mname);
+    sl_dp_round_t r;
+    int rc = sl_dp_round_plan(cfg, cfg->dp.clip, &r);
+    if (rc)
+        return rc == SL_EINVAL ? sl_error(SL_ECONFIG, "dp.clip: %s", sl_last_error()) : rc;
+    if (cfg->dp.target_epsilon > 0 && !(cfg->dp.noise_multiplier > 0))
+        return sl_error(SL_ECONFIG, "dp.target_epsilon = %g needs dp.noise_multiplier > 0 (no noise: infinite "
+                                    "epsilon)",
+                        cfg->dp.target_epsilon);
+    return 0;
+}
+
+int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
+{
+    *out = NULL;
+    if (cfg->dp.mode == SL_DP_OFF)
+        return sl_error(SL_EINVAL, "dp: mode is off, no DP state to create");
+    if (dim == 0)
+        return sl_error(SL_EINVAL, "dp: dim must be > 0");
+    int rc = sl_dp_coord_check_config(cfg);
+    if (rc)
+        return rc;
+    sl_dp_coord_t *dp = calloc(1, sizeof *dp);
+    if (!dp)
+        return sl_error(SL_ENOMEM, "dp: out of memory");
+    dp->cfg = *cfg;
+    dp->dim = dim;
+    dp->last_q = dp->last_z = NAN;
+    dp->sum = calloc(dim, sizeof *dp->sum);
+    dp->scratch = malloc(dim * sizeof *dp->scratch);
+    if (!dp->sum || !dp->scratch) {
+        rc = sl_error(SL_ENOMEM, "dp: out of memory (dim %zu)", dim);
+        goto fail;
+    }
+    if ((rc = sl_dp_accountant_new(&dp->acc)))
+        goto fail;
+    dp->adaptive = cfg->dp.adaptive_clip != 0;
+    if (dp->adaptive) {
+        /* m is refreshed every round from the sampled count; 1 is a placeholder */
+        if ((rc = sl_dp_adaptive_clip_init_config(&dp->ac, cfg, 1.0))) {
+            rc = sl_error(SL_ECONFIG, "dp: adaptive clipping: %s", sl_last_error());
+            goto fail;
+        }
+    }
+    if (cfg->dp.insecure_seeded_noise)
+        SL_WARN("dp: dp.insecure_seeded_noise = true: the noise is reproducible from run.seed and gives NO privacy");
+    *out = dp;
+    return 0;
+fail:
+    sl_dp_coord_destroy(&dp);
+    return rc;
+}
+
+void sl_dp_coord_destroy(sl_dp_coord_t **p)
+{
+    if (!p || !*p)
+        return;
+    sl_dp_coord_t *dp = *p;
+    sl_dp_accountant_destroy(&dp->acc);
+    free(dp->sum);
+    free(dp->scratch);
+    free(dp);
+    *p = NULL;
+}
+
+void sl_dp_coord_set_engine(sl_dp_coord_t *dp, const sl_engine_t *e) { dp->engine = e; }
+void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population) { dp->population = population; }
+
+double sl_dp_coord_clip(const sl_dp_coord_t *dp) { return dp->adaptive ? dp->ac.clip : dp->cfg.dp.clip; }
+
+static double round_q(const sl_dp_coord_t *dp)
+{
+    size_t reg = dp->registered;
+    if (reg < dp->sampled)
+        reg = dp->sampled;
+    if (reg == 0)
+        return 1.0;
+    return (double)dp->sampled / (double)reg;
+}
+
+/* Plan the round with the current clip. */
+static int plan_round(sl_dp_coord_t *dp, uint64_t round)
+{
+    int rc = sl_dp_round_plan(&dp->cfg, sl_dp_coord_clip(dp), &dp->plan);
+    if (rc)
+        return rc;
+    dp->round = round;
+    if (dp->plan.mode == SL_DP_CENTRAL)
+        dp->bound = dp->plan.clip;
+    else /* the client clipped to C, then added N(0, s^2 I): ||.|| <= C + s (sqrt(d) + 10) w.p. > 1 - e^-50 */
+        dp->bound = dp->plan.clip + dp->plan.client_update_std * (sqrt((double)dp->dim) + 10.0);
+    return 0;
+}
+
+/* ---- the aggregator ---------------------------------------------------------------------- */
+
+static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+{
+    (void)clients, (void)emit;
+    sl_dp_coord_t *dp = self;
+    memset(dp->sum, 0, dp->dim * sizeof *dp->sum);
+    dp->count = 0;
+    dp->count_sum = 0;
+    dp->sampled = n;
+    if (dp->engine)
+        dp->registered = sl_engine_registered(dp->engine);
+    else
+        dp->registered = dp->population;
+    return plan_round(dp, round);
+}
+
+static int dpagg_add(void *self, uint64_t client, const float *delta, size_t dim, double weight)
+{
+    (void)weight; /* uniform weights under DP: every clipped update counts once */
+    sl_dp_coord_t *dp = self;
+    if (dim != dp->dim)
+        return sl_error(SL_EINVAL, "dp aggregator: dim %zu (want %zu)", dim, dp->dim);
+    memcpy(dp->scratch, delta, dim * sizeof *delta);
+    double norm = 0;
+    int rc = sl_dp_clip(dp->scratch, dim, dp->bound, &norm); /* scratch (dim) clipped in place */
+    if (rc == SL_ENOTFINITE)
+        return sl_error(SL_EINVAL, "dp aggregator: update of client %llu is not finite", (unsigned long long)client);
+    if (rc)
+        return rc;
+    if (norm > dp->bound) {
+        dp->clipped_total++;
+        if (dp->plan.mode != SL_DP_CENTRAL)
+            SL_WARN("dp: update of client %llu has norm %.4g, above the bound %.4g of a clipped and noised update: "
+                    "clipped",
+                    (unsigned long long)client, norm, dp->bound);
+    }
+    if (dp->adaptive)
+        dp->count_sum += sl_dp_clip_count_value(norm, dp->plan.clip);
+    /* sum (dim) += clipped (dim), weight 1 */
+    for (size_t i = 0; i < dim; i++)
+        dp->sum[i] += (double)dp->scratch[i];
+    dp->count++;
+    return 0;
+}
+
+static int dpagg_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
+{
+    sl_dp_coord_t *dp = self;
+    if (dim != dp->dim)
+        return sl_error(SL_EINVAL, "dp aggregator: dim %zu (want %zu)", dim, dp->dim);
+    res->count = dp->count;
+    res->total_weight = (double)dp->count;
+    if (dp->count == 0)
+        return sl_error(SL_EQUORUM, "dp aggregator: no updates");
+    if (dp->count < (size_t)dp->cfg.federation.min_clients)
+        return 0; /* below quorum: the engine retries; nothing is released */
+    sl_dp_noise_t ns;
+    memset(&ns, 0, sizeof ns);
+    int rc = sl_dp_noise_init(&ns, &dp->cfg, dp->round, UINT64_MAX);
+    if (rc)
+        return rc;
+    /* sum (dim) += N(0, (z_u C)^2 I) in central mode */
+    if ((rc = sl_dp_coordinator_finish_sum_f64(&dp->plan, &ns, dp->sum, dim)))
+        goto done;
+    if (dp->adaptive) {
+        double count = dp->count_sum;
+        if ((rc = sl_dp_coordinator_finish_count(&dp->plan, &ns, &count)))
+            goto done;
+        dp->ac.expected_clients = (double)(dp->sampled ? dp->sampled : dp->count);
+        double est = NAN;
+        double before = dp->ac.clip;
+        if ((rc = sl_dp_adaptive_clip_update(&dp->ac, count, &est)))
+            goto done;
+        SL_DEBUG("dp: round %llu: clipped-count estimate %.3f, clip %.4g -> %.4g", (unsigned long long)dp->round,
+                 est, before, dp->ac.clip);
+    }
+    /* out (dim) = noised sum / sampled: a divisor that does not depend on who reported */
+    double m = (double)(dp->sampled ? dp->sampled : dp->count);
+    for (size_t i = 0; i < dim; i++)
+        out[i] = (float)(dp->sum[i] / m);
+    dp->pending = 1;
+    dp->pending_round = dp->round;
+    dp->pending_reported = dp->count;
+done:
+    sl_dp_noise_free(&ns);
+    return rc;
+}
+
+static void dpagg_destroy(void *self) { (void)self; /* the state belongs to the sl_dp_coord_t */ }
+
+int sl_dp_aggregator_new(sl_aggregator_t **out, sl_dp_coord_t *dp)
+{
+    *out = NULL;
+    if (!dp)
+        return sl_error(SL_EINVAL, "dp aggregator: no DP state");
+    sl_aggregator_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return sl_error(SL_ENOMEM, "dp aggregator: out of memory");
+    g->name = "dp_mean";
+    g->self = dp;
+    g->begin_round = dpagg_begin;
+    g->add_update = dpagg_add;
+    g->finish = dpagg_finish;
+    g->destroy = dpagg_destroy;
+    *out = g;
+    return 0;
+}
+
+/* ---- hooks --------------------------------------------------------------------------------- */
+
+int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *task)
+{
+    if (dp->round != round || dp->plan.mode == SL_DP_OFF) { /* no begin_round yet (a foreign aggregator) */
+        int rc = plan_round(dp, round);
+        if (rc)
+            return rc;
+    }
+    task->dp_mode = (uint8_t)dp->plan.mode;
+    task->dp_clip = dp->plan.clip;
+    task->dp_noise = sl_dp_round_client_noise_multiplier(&dp->plan);
+    if (dp->cfg.dp.target_epsilon > 0) { /* round 1, or a resumed run whose budget is spent */
+        double qa, za, eps = NAN;
+        int stop = 0;
+        int rc = sl_dp_round_accounting(&dp->plan, round_q(dp), dp->cfg.federation.min_clients, &qa, &za);
+        if (!rc)
+            rc = sl_dp_accountant_would_exceed(dp->acc, qa, za, dp->cfg.dp.delta, dp->cfg.dp.target_epsilon, &stop,
+                                               &eps);
+        if (rc)
+            return rc;
+        if (stop && sl_dp_accountant_total_steps(dp->acc) == 0)
+            return sl_error(SL_EBUDGET,
+                            "dp: a single round costs epsilon %.4g (q %.4g, noise multiplier %.4g), more than "
+                            "dp.target_epsilon = %g: raise dp.noise_multiplier or lower federation.fraction",
+                            eps, qa, za, dp->cfg.dp.target_epsilon);
+        if (stop)
+            return sl_error(SL_EBUDGET, "dp: round %llu would bring epsilon to %.4g, above dp.target_epsilon = %g "
+                                        "(the budget is spent)",
+                            (unsigned long long)round, eps, dp->cfg.dp.target_epsilon);
+    }
+    return 0;
+}
+
+int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
+{
+    if (!dp->pending || dp->pending_round != rep->round)
+        return sl_error(SL_ESTATE, "dp: round %llu ended but the DP aggregator released no sum for it (was the DP "
+                                   "aggregator passed to the engine?)",
+                        (unsigned long long)rep->round);
+    dp->pending = 0;
+    double q = round_q(dp), qa, za;
+    int rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za);
+    if (rc)
+        return rc;
+    if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1)))
+        return rc;
+    dp->last_q = qa;
+    dp->last_z = za;
+    double eps = 0;
+    if ((rc = sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL)))
+        return rc;
+    rep->epsilon = eps;
+    double target = dp->cfg.dp.target_epsilon;
+    if (!(target > 0) || rep->round >= (uint64_t)dp->cfg.federation.rounds)
+        return 0;
+    if (eps > target) { /* the population shrank and q grew: already over */
+        SL_WARN("dp: epsilon %.4g is above dp.target_epsilon = %g after round %llu (q rose to %.4g): stopping", eps,
+                target, (unsigned long long)rep->round, qa);
+        return SL_EBUDGET;
+    }
+    double qn, zn, eps_next = NAN;
+    int stop = 0;
+    if ((rc = sl_dp_round_accounting(&dp->plan, q, dp->cfg.federation.min_clients, &qn, &zn)) ||
+        (rc = sl_dp_accountant_would_exceed(dp->acc, qn, zn, dp->cfg.dp.delta, target, &stop, &eps_next)))
+        return rc;
+    if (stop) {
+        SL_INFO("dp: privacy budget reached after round %llu: epsilon %.4g, one more round would make it %.4g > "
+                "dp.target_epsilon = %g",
+                (unsigned long long)rep->round, eps, eps_next, target);
+        return SL_EBUDGET;
+    }
+    return 0;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    uint8_t *acc = NULL;
+    size_t acc_len = 0;
+    int rc = sl_dp_accountant_encode(dp->acc, &acc, &acc_len);
+    if (rc)
+        return rc;
+    size_t total = EXT_HEADER + acc_len + (dp->adaptive ? SL_DP_ADAPTIVE_CLIP_BYTES : 0);
+    uint8_t *b = malloc(total);
+    if (!b) {
+        free(acc);
+        return sl_error(SL_ENOMEM, "dp: out of memory (checkpoint state)");
+    }
+    memcpy(b, EXT_MAGIC, 4);
+    put_u32(b + 4, EXT_VERSION);
+    put_u32(b + 8, dp->adaptive ? 1u : 0u);
+    put_u64(b + 12, acc_len);
+    memcpy(b + EXT_HEADER, acc, acc_len);
+    free(acc);
+    if (dp->adaptive) {
+        size_t n = 0;
+        if ((rc = sl_dp_adaptive_clip_encode(&dp->ac, b + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES, &n))) {
+            free(b);
+            return rc;
+        }
+    }
+    *out = b;
+    *len = total;
+    return 0;
+}
+
+int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
+{
+    if (!buf || len == 0)
+        return sl_error(SL_EFORMAT, "dp: the checkpoint has no DP state (was the run started without DP?); "
+                                    "resuming would lose the privacy spent so far");
+    if (len < EXT_HEADER || memcmp(buf, EXT_MAGIC, 4) != 0)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: bad magic or truncated (%zu bytes)", len);
+    uint32_t ver = get_u32(buf + 4), flags = get_u32(buf + 8);
+    uint64_t acc_len = get_u64(buf + 12);
+    if (ver != EXT_VERSION)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads %u)", ver, EXT_VERSION);
+    if (flags > 1u)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: unknown flags %#x", flags);
+    int has_ac = (int)(flags & 1u);
+    size_t need_ac = has_ac ? SL_DP_ADAPTIVE_CLIP_BYTES : 0;
+    if (acc_len > len - EXT_HEADER || len - EXT_HEADER - acc_len != need_ac)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: length %zu does not match its contents", len);
+    if (has_ac != dp->adaptive)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state %s adaptive-clip state but dp.adaptive_clip = %s",
+                        has_ac ? "has" : "lacks", dp->adaptive ? "true" : "false");
+    sl_dp_accountant_t *acc = NULL;
+    int rc = sl_dp_accountant_decode(buf + EXT_HEADER, (size_t)acc_len, &acc);
+    if (rc)
+        return rc;
+    sl_dp_adaptive_clip_t ac = dp->ac;
+    if (has_ac && (rc = sl_dp_adaptive_clip_decode(&ac, buf + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES))) {
+        sl_dp_accountant_destroy(&acc);
+        return rc;
+    }
+    sl_dp_accountant_destroy(&dp->acc);
+    dp->acc = acc;
+    dp->ac = ac;
+    double eps = 0;
+    if (sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL) == 0)
+        SL_INFO("dp: resumed: %lld rounds charged, epsilon %.4g so far", (long long)sl_dp_accountant_total_steps(acc),
+                eps);
+    return 0;
+}
+
+static int hook_prepare(void *ctx, uint64_t round, sl_task_info_t *task)
+{
+    return sl_dp_coord_prepare_task(ctx, round, task);
+}
+static int hook_round_end(void *ctx, sl_round_report_t *rep, const float *global, size_t dim)
+{
+    (void)global, (void)dim;
+    return sl_dp_coord_round_end(ctx, rep);
+}
+static int hook_save(void *ctx, uint8_t **out, size_t *len) { return sl_dp_coord_save(ctx, out, len); }
+static int hook_load(void *ctx, const uint8_t *buf, size_t len) { return sl_dp_coord_load(ctx, buf, len); }
+
+void sl_dp_coord_hooks(sl_dp_coord_t *dp, sl_engine_hooks_t *hooks)
+{
+    hooks->prepare_task = hook_prepare;
+    hooks->round_end = hook_round_end;
+    hooks->ext_save = hook_save;
+    hooks->ext_load = hook_load;
+    hooks->hook_ctx = dp;
+}
+
+double sl_dp_coord_epsilon(const sl_dp_coord_t *dp)
+{
+    double eps = 0;
+    if (sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL))
+        return NAN;
+    return sl_dp_accountant_total_steps(dp->acc) ? eps : 0.0;
+}
+
+int64_t sl_dp_coord_rounds(const sl_dp_coord_t *dp) { return sl_dp_accountant_total_steps(dp->acc); }
+
+void sl_dp_coord_last_charge(const sl_dp_coord_t *dp, double *q, double *z)
+{
+    if (q)
+        *q = dp->last_q;
+    if (z)
+        *z = dp->last_z;
+}
+
+uint64_t sl_dp_coord_clipped(const sl_dp_coord_t *dp) { return dp->clipped_total; }
+const sl_dp_accountant_t *sl_dp_coord_accountant(const sl_dp_coord_t *dp) { return dp->acc; }

@@ -1,0 +1,119 @@
+/* coordinator/dp: user-level differential privacy in a federated run, coordinator side.
+ *
+ * The glue between the round engine (coordinator/engine.h) and the DP library
+ * (privacy/dp/): one sl_dp_coord_t per run owns the accountant, the adaptive-clip state
+ * and the plan of the current round; it provides
+ *   - an aggregator (sl_dp_aggregator_new) that replaces the streaming `mean`:
+ *       add_update: clip the delta server-side, then fold it with weight 1;
+ *       finish:     add the coordinator's noise (central mode), divide by the round's
+ *                   sampled count, update the adaptive clip (central mode);
+ *   - the engine hooks prepare_task (the TASK's dp_mode / dp_clip / dp_noise; refuses a
+ *     first round the budget cannot pay for), round_end (accountant step, epsilon into
+ *     rep->epsilon, budget stop) and ext_save / ext_load (checkpoint state).
+ *
+ * Decisions (docs/privacy.md, "In a federated run"):
+ *   * Weights are uniform: the engine's example-count weight is ignored, every accepted
+ *     update enters the sum once (federation.weight_cap has no effect under DP).
+ *   * The divisor is the number of clients SAMPLED in the round (the engine samples a
+ *     fixed ceil(fraction * live) clients, a number that does not depend on any user's
+ *     data), not the number that reported: a dropout shrinks the step a little instead of
+ *     raising the noise on the average. Noise std of the released average per
+ *     coordinate: z C / sampled (central).
+ *   * Server-side clipping in every mode. central: each delta is clipped to the round's C
+ *     (clients send raw deltas, so the coordinator sees the pre-clip norm it needs for
+ *     adaptive clipping). distributed / local: the client clipped to C and then added its
+ *     noise share, so an honest update has norm up to C + s (sqrt(d) + 10) where s is the
+ *     client's noise std; the coordinator clips to that bound (an honest update passes
+ *     untouched except with probability < exp(-50)), which caps what a faulty client can
+ *     inject without distorting honest noise.
+ *   * q = sampled / registered clients (sl_engine_registered when the engine is attached
+ *     with sl_dp_coord_set_engine, else the population given to sl_dp_coord_set_population).
+ *   * The budget (dp.target_epsilon > 0): after each round, round_end asks the accountant
+ *     whether one more round at its expected charge would exceed the target (the last
+ *     round's q; in distributed mode the count is taken as the quorum min_clients, the
+ *     smallest effective multiplier, so the check is conservative); if so it returns
+ *     SL_EBUDGET and the run ends with status "budget", having released only rounds
+ *     within the budget. A first round that alone exceeds the target fails the run in
+ *     prepare_task with SL_EBUDGET and a message.
+ *   * Refused: a robust aggregator (median / trimmed mean: the noise is calibrated to a
+ *     sum of clipped updates), adaptive clipping in distributed / local mode (the wire has
+ *     no field for the clients' noised count bits), and any DP mode together with secure
+ *     aggregation (SL_ENOTSUP until the SecAgg path takes the discrete noise shares).
+ *
+ * The aggregator borrows the sl_dp_coord_t: destroy the engine (which owns the aggregator)
+ * before the coordinator state. Not thread-safe (one engine, one thread).
+ */
+#ifndef SL_COORDINATOR_DP_H
+#define SL_COORDINATOR_DP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/aggregator.h"
+#include "coordinator/engine.h"
+#include "coordinator/runlog.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/wire.h"
+#include "privacy/dp/accountant.h"
+
+typedef struct sl_dp_coord sl_dp_coord_t;
+
+/* Whether the configuration can run with DP: 0 for dp.mode = off or a supported
+ * combination; SL_ECONFIG (robust strategy, adaptive clipping outside central mode, an
+ * impossible adaptive noise split, a non-positive clip) or SL_ENOTSUP (secagg.enabled) with
+ * a message naming the keys. */
+SL_NODISCARD int sl_dp_coord_check_config(const sl_config_t *cfg);
+
+/* A coordinator DP state for a run with trainable length dim. cfg is copied. Runs
+ * sl_dp_coord_check_config; SL_EINVAL for dp.mode = off (nothing to do: do not create one).
+ * Owned by the caller: sl_dp_coord_destroy. */
+SL_NODISCARD int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim);
+/* NULL-safe; nulls *p. */
+void sl_dp_coord_destroy(sl_dp_coord_t **p);
+
+/* The DP aggregator (heap; the engine takes ownership when passed as opts.aggregator).
+ * Borrows dp, which must outlive it. */
+SL_NODISCARD int sl_dp_aggregator_new(sl_aggregator_t **out, sl_dp_coord_t *dp);
+
+/* Where q's denominator comes from: the engine's registered clients at each round start
+ * (borrowed; NULL to detach), or a fixed population (0 = none). With neither, q = 1. */
+void sl_dp_coord_set_engine(sl_dp_coord_t *dp, const sl_engine_t *e);
+void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population);
+
+/* Engine hooks, for a caller that shares one hook context (cli/cmd_coordinator.c): call
+ * these from its hook functions with its sl_dp_coord_t.
+ * prepare_task: fills task->dp_mode, dp_clip (this round's C), dp_noise (the client's
+ *   noise std / C); SL_EBUDGET if the budget cannot pay for this round at all. */
+SL_NODISCARD int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *task);
+/* round_end: steps the accountant with this round's (q, z), sets rep->epsilon; returns
+ * SL_EBUDGET when the next round would exceed dp.target_epsilon (and this was not the
+ * last round), 0 otherwise, < 0 on error. */
+SL_NODISCARD int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep);
+/* Checkpoint state: "SLDX" magic, u32 version 1, u32 flags (bit 0: adaptive state
+ * present), u64 accountant length, the accountant (sl_dp_accountant_encode), then the
+ * adaptive-clip blob (SL_DP_ADAPTIVE_CLIP_BYTES) when flagged. *out malloc'd (free). */
+SL_NODISCARD int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len);
+/* Restore from sl_dp_coord_save's bytes (len == 0: a checkpoint without DP state, e.g. a
+ * run that had DP off: SL_EFORMAT, resuming would under-count). Never reads past len;
+ * SL_EFORMAT with a message on bad input. */
+SL_NODISCARD int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len);
+
+/* Hook functions with ctx = the sl_dp_coord_t (for callers without other hooks, e.g.
+ * tests): sets prepare_task, round_end, ext_save, ext_load and hook_ctx. */
+void sl_dp_coord_hooks(sl_dp_coord_t *dp, sl_engine_hooks_t *hooks);
+
+/* Epsilon spent so far at dp.delta (0 before the first round). */
+double sl_dp_coord_epsilon(const sl_dp_coord_t *dp);
+/* Rounds charged so far. */
+int64_t sl_dp_coord_rounds(const sl_dp_coord_t *dp);
+/* The clip norm the next round uses (dp.clip, or the adaptive state's). */
+double sl_dp_coord_clip(const sl_dp_coord_t *dp);
+/* (q, z) charged for the last round (NaN before the first). */
+void sl_dp_coord_last_charge(const sl_dp_coord_t *dp, double *q, double *z);
+/* Updates clipped server-side so far (norm above the round's bound). */
+uint64_t sl_dp_coord_clipped(const sl_dp_coord_t *dp);
+/* The accountant (borrowed). */
+const sl_dp_accountant_t *sl_dp_coord_accountant(const sl_dp_coord_t *dp);
+
+#endif
