@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/fed.h"
+#include "coordinator/dp.h"
 #include "coordinator/evaluator.h"
 #include "coordinator/identity.h"
 #include "coordinator/server.h"
@@ -35,6 +36,7 @@ typedef struct {
     int has_eval;
     sl_identity_t *identity;
     uint64_t rounds;
+    sl_dp_coord_t *dp;       /* dp.mode != off: accountant, clip, budget (coordinator/dp.h) */
 } hooks_ctx_t;
 
 static int hook_central_eval(void *ctx, uint64_t round, const float *global, size_t dim, sl_eval_info_t *out)
@@ -49,6 +51,33 @@ static int hook_authorize(void *ctx, uint64_t client_id, const sl_peer_t *peer, 
 {
     hooks_ctx_t *h = ctx;
     return sl_identity_authorize(h->identity, client_id, peer, hello);
+}
+
+static int hook_prepare_task(void *ctx, uint64_t round, sl_task_info_t *task)
+{
+    hooks_ctx_t *h = ctx;
+    return h->dp ? sl_dp_coord_prepare_task(h->dp, round, task) : 0;
+}
+
+static int hook_round_end(void *ctx, sl_round_report_t *rep, const float *global, size_t dim)
+{
+    (void)global, (void)dim;
+    hooks_ctx_t *h = ctx;
+    return h->dp ? sl_dp_coord_round_end(h->dp, rep) : 0;
+}
+
+static int hook_ext_save(void *ctx, uint8_t **out, size_t *len)
+{
+    hooks_ctx_t *h = ctx;
+    *out = NULL;
+    *len = 0;
+    return h->dp ? sl_dp_coord_save(h->dp, out, len) : 0;
+}
+
+static int hook_ext_load(void *ctx, const uint8_t *buf, size_t len)
+{
+    hooks_ctx_t *h = ctx;
+    return h->dp ? sl_dp_coord_load(h->dp, buf, len) : 0;
 }
 
 static void on_round(void *ctx, const sl_round_report_t *r)
@@ -249,9 +278,23 @@ int cmd_coordinator(int argc, char **argv)
     eo.runlog = runlog;
     eo.hooks.central_eval = hook_central_eval;
     eo.hooks.authorize = hook_authorize;
+    eo.hooks.prepare_task = hook_prepare_task;
+    eo.hooks.round_end = hook_round_end;
+    eo.hooks.ext_save = hook_ext_save;
+    eo.hooks.ext_load = hook_ext_load;
     eo.hooks.hook_ctx = &hooks;
+    if (cfg.dp.mode != SL_DP_OFF) { /* user-level DP: the DP aggregator replaces the mean */
+        if ((rc = sl_dp_coord_new(&hooks.dp, &cfg, dim)) != 0 ||
+            (rc = sl_dp_aggregator_new(&eo.aggregator, hooks.dp)) != 0)
+            goto cleanup;
+        SL_INFO("dp: mode %s, clip %g%s, noise multiplier %g, delta %g, target epsilon %g",
+                sl_config_enum_name("dp", "mode", cfg.dp.mode), cfg.dp.clip, cfg.dp.adaptive_clip ? " (adaptive)" : "",
+                cfg.dp.noise_multiplier, cfg.dp.delta, cfg.dp.target_epsilon);
+    }
     if ((rc = sl_engine_new(&engine, &eo)) != 0)
         goto cleanup;
+    if (hooks.dp)
+        sl_dp_coord_set_engine(hooks.dp, engine);
     double started = sl_now();
     rc = sl_coordinator_run(engine, transport, &cli_fed_stop, on_round, &hooks);
     const sl_round_report_t *last = sl_engine_last_report(engine);
@@ -276,12 +319,15 @@ int cmd_coordinator(int argc, char **argv)
            (unsigned long long)sl_engine_rounds_completed(engine));
     if (last && isfinite(last->central_accuracy))
         printf(", held-out accuracy %.4f", last->central_accuracy);
+    if (hooks.dp)
+        printf(", epsilon %.4f (delta %g)", sl_dp_coord_epsilon(hooks.dp), cfg.dp.delta);
     printf("\n");
 
 cleanup:
     if (rc && rc != SL_EINTR)
         fprintf(stderr, "starling coordinator: %s\n", sl_last_error()[0] ? sl_last_error() : sl_strerror(rc));
     sl_engine_destroy(&engine);
+    sl_dp_coord_destroy(&hooks.dp); /* after the engine: its aggregator borrows it */
     sl_transport_destroy(&transport);
     sl_zap_stop(&zap);
     if (zctx)
