@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/fed.h"
+#include "client/dp.h"
 #include "client/runtime.h"
 #include "client/trainer.h"
 #include "core/log.h"
@@ -49,6 +50,17 @@ static int fault_hook(void *ctx, const sl_client_task_t *task)
         nanosleep(&ts, NULL);
     }
     return 0;
+}
+
+/* DP privatize hook (client/dp.h): clip + noise per the TASK's dp fields; a no-op when the
+ * task has dp_mode off or central. The callbacks' ctx is the trainer, so the config the
+ * noise source needs is kept here (one per process, shared by the virtual clients). */
+static const sl_config_t *dp_cfg;
+
+static int dp_privatize(void *ctx, const sl_client_task_t *task, float *delta, size_t dim)
+{
+    (void)ctx;
+    return sl_dp_client_apply(dp_cfg, task, delta, dim, NULL);
 }
 
 static int parse_double(const char *s, double lo, double hi, double *out)
@@ -159,6 +171,7 @@ int cmd_client(int argc, char **argv)
     sl_log_set_tag(tag);
     cli_fed_signals();
     faults.seed = (uint64_t)cfg.run.seed;
+    dp_cfg = &cfg;
 
     size_t first = (size_t)index, n = (size_t)virt;
     sl_dataset_t *ds = NULL;
@@ -186,6 +199,7 @@ int cmd_client(int argc, char **argv)
             sl_client_trainer_set_task_hook(trainers[i], fault_hook, &faults);
         sl_client_opts_t co = {0};
         sl_client_trainer_bind(trainers[i], &co);
+        co.privatize = dp_privatize;
         co.heartbeat_s = (double)cfg.net.heartbeat_ms / 1000.0;
         if ((rc = sl_client_new(&clients[i], &co)) != 0)
             goto cleanup;
