@@ -9,6 +9,8 @@
  *                        (clients x dim x 4): protocol overhead in percent
  *   coord_peak_rss_kb    coordinator process peak RSS (getrusage ru_maxrss)
  *   floor_memcpy_seconds the physical floor: memcpy of the same bytes (up + down) once
+ * upload_credits = engine max_uploads (0 = clients upload as soon as they trained);
+ * malloc_mmap_threshold = mallopt(M_MMAP_THRESHOLD) in the coordinator (0 = glibc default).
  * One JSON object per configuration on stdout.
  */
 #define _GNU_SOURCE
@@ -128,7 +130,7 @@ static void run_clients(const char *endpoint, size_t n, size_t dim)
     _exit(rc ? 1 : 0);
 }
 
-static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_threshold, result_t *out)
+static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_threshold, size_t credits, result_t *out)
 {
     int epipe[2], rpipe[2];
     if (pipe(epipe) || pipe(rpipe))
@@ -161,7 +163,8 @@ static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_thres
         float *init = calloc(dim, sizeof *init);
         sl_engine_t *e = NULL;
         sl_transport_t *t = NULL;
-        sl_engine_opts_t o = {.cfg = &cfg, .dim = dim, .init = init, .start_clients = nclients};
+        sl_engine_opts_t o = {.cfg = &cfg, .dim = dim, .init = init, .start_clients = nclients,
+                              .max_uploads = credits};
         sl_transport_opts_t to = {.role = SL_TRANSPORT_SERVER, .endpoint = "tcp://127.0.0.1:*", .heartbeat_ms = 2000};
         if (sl_engine_new(&e, &o) || sl_transport_new(&t, NULL, &to)) {
             fprintf(stderr, "coordinator: %s\n", sl_last_error());
@@ -245,17 +248,19 @@ int main(int argc, char **argv)
     struct {
         size_t clients, dim, rounds;
         int mmap;
-    } cfgs[] = {{10, 50000, 12, 65536},  {100, 50000, 12, 65536}, {1000, 50000, 6, 65536},
-                {1000, 500, 6, 65536},   {100, 5000, 12, 65536},  {10, 50000, 12, 0},
-                {100, 50000, 12, 0},     {1000, 50000, 6, 0}};
+        size_t credits;
+    } cfgs[] = {{10, 50000, 12, 65536, 32},  {100, 50000, 12, 65536, 32}, {1000, 50000, 6, 65536, 32},
+                {1000, 500, 6, 65536, 32},   {100, 5000, 12, 65536, 32},  {10, 50000, 12, 65536, 0},
+                {100, 50000, 12, 65536, 0},  {1000, 50000, 6, 65536, 0},  {1000, 50000, 6, 0, 0}};
     size_t ncfg = sizeof cfgs / sizeof cfgs[0];
     const char *only = getenv("FED_BENCH_CONFIG"); /* "clients,dim,rounds": one configuration */
-    if (only && sscanf(only, "%zu,%zu,%zu", &cfgs[0].clients, &cfgs[0].dim, &cfgs[0].rounds) == 3)
+    if (only && sscanf(only, "%zu,%zu,%zu,%zu", &cfgs[0].clients, &cfgs[0].dim, &cfgs[0].rounds, &cfgs[0].credits) >= 3)
         ncfg = 1;
     for (size_t c = 0; c < ncfg; c++) {
         result_t r;
         memset(&r, 0, sizeof r);
-        if (run_config(cfgs[c].clients, cfgs[c].dim, cfgs[c].rounds, cfgs[c].mmap, &r) != 0 || r.rounds < 2) {
+        if (run_config(cfgs[c].clients, cfgs[c].dim, cfgs[c].rounds, cfgs[c].mmap, cfgs[c].credits, &r) != 0 ||
+            r.rounds < 2) {
             printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"error\":\"run failed\"}\n", cfgs[c].clients,
                    cfgs[c].dim);
             continue;
@@ -276,14 +281,14 @@ int main(int argc, char **argv)
             rmin = fmin(rmin, rs[i]), rmax = fmax(rmax, rs[i]);
         double floor = memcpy_floor((size_t)(up + down));
         double rmed = median(rs, n), cmed = median(cpu, n);
-        printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"malloc_mmap_threshold\":%d,"
+        printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"malloc_mmap_threshold\":%d,\"upload_credits\":%zu,"
                "\"rounds_measured\":%zu,"
                "\"round_seconds_median\":%.6f,\"round_seconds_min\":%.6f,\"round_seconds_max\":%.6f,"
                "\"coord_cpu_seconds_median\":%.6f,\"bytes_up_per_round\":%.0f,\"bytes_down_per_round\":%.0f,"
                "\"raw_update_bytes_per_round\":%.0f,\"overhead_up_percent\":%.4f,\"overhead_down_percent\":%.4f,"
                "\"coord_peak_rss_kb\":%ld,\"coord_rss_at_start_kb\":%ld,\"floor_memcpy_seconds\":%.6f,"
                "\"round_vs_memcpy_floor\":%.1f,\"unit\":\"seconds\"}\n",
-               cfgs[c].clients, cfgs[c].dim, cfgs[c].mmap, n, rmed, rmin, rmax, cmed, up, down, raw, 100.0 * (up / raw - 1.0),
+               cfgs[c].clients, cfgs[c].dim, cfgs[c].mmap, cfgs[c].credits, n, rmed, rmin, rmax, cmed, up, down, raw, 100.0 * (up / raw - 1.0),
                100.0 * (down / raw - 1.0), r.peak_rss_kb, r.rss_before_kb, floor, rmed / floor);
         fflush(stdout);
     }
