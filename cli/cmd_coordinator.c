@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <zmq.h>
 
 #include "cli/cli.h"
@@ -322,6 +323,11 @@ int cmd_coordinator(int argc, char **argv)
     if (hooks.dp)
         printf(", epsilon %.4f (delta %g)", sl_dp_coord_epsilon(hooks.dp), cfg.dp.delta);
     printf("\n");
+    {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            SL_INFO("coordinator peak RSS %.1f MiB", (double)ru.ru_maxrss / 1024.0);
+    }
 
 cleanup:
     if (rc && rc != SL_EINTR)
