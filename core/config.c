@@ -137,6 +137,8 @@ static const key_def_t keys[] = {
      "Trimmed mean: fraction cut at each end."},
     {"federation", "update_norm_bound", T_DOUBLE, F(federation.update_norm_bound), "0", 0, 1e12, NULL,
      "Reject updates with a larger L2 norm; 0 = off."},
+    {"federation", "upload_window", T_INT, F(federation.upload_window), "0", 0, 1000000, NULL,
+     "Upload credits: at most this many clients upload at once (bounds coordinator memory); 0 = off."},
 
     /* [dp] */
     {"dp", "mode", T_ENUM, F(dp.mode), "off", NOLIM, "off|central|distributed|local",

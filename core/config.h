@@ -118,6 +118,7 @@ typedef struct sl_config {
         double tau;
         double trim_fraction;
         double update_norm_bound;
+        int64_t upload_window;
     } federation;
     struct {
         int mode;
