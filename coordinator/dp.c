@@ -238,7 +238,7 @@ static int dpagg_finish(void *self, float *out, size_t dim, sl_agg_result_t *res
         double before = dp->ac.clip;
         if ((rc = sl_dp_adaptive_clip_update(&dp->ac, count, &est)))
             goto done;
-        SL_DEBUG("dp: round %llu: clipped-count estimate %.3f, clip %.4g -> %.4g", (unsigned long long)dp->round,
+        SL_INFO("dp: round %llu: clipped-count estimate %.3f, clip %.4g -> %.4g", (unsigned long long)dp->round,
                  est, before, dp->ac.clip);
     }
     /* out (dim) = noised sum / sampled: a divisor that does not depend on who reported */

@@ -116,6 +116,7 @@ struct sl_engine {
 
     double log_window;
     int log_count;
+    double last_now;         /* clock of the latest call, for the summary's total time */
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -367,6 +368,15 @@ size_t sl_engine_outbox(sl_engine_t *e, const sl_outmsg_t **msgs)
 
 /* ---- run state ---------------------------------------------------------------------------- */
 
+static void write_summary(sl_engine_t *e)
+{
+    if (!e->runlog)
+        return;
+    double total = isnan(e->first_tick) ? 0.0 : e->last_now - e->first_tick;
+    if (sl_runlog_summary(e->runlog, e->status, e->completed, e->have_last ? &e->last : NULL, total))
+        SL_WARN("coordinator: summary.json: %s", sl_last_error());
+}
+
 static int fail_run(sl_engine_t *e, int code, const char *msg)
 {
     char copy[480]; /* msg may be sl_last_error()'s own buffer */
@@ -375,6 +385,7 @@ static int fail_run(sl_engine_t *e, int code, const char *msg)
     e->fail_code = code;
     snprintf(e->status, sizeof e->status, "failed: %s", copy);
     SL_ERROR("coordinator: run failed: %s", copy);
+    write_summary(e);
     (void)send_bye_all(e, e->status);
     return sl_error(code, "%s", copy);
 }
@@ -391,6 +402,7 @@ static int finish_run(sl_engine_t *e, const char *status)
     e->state = SL_ENGINE_DONE;
     snprintf(e->status, sizeof e->status, "%s", status);
     SL_INFO("coordinator: run %s after %llu rounds", status, (unsigned long long)e->completed);
+    write_summary(e);
     return send_bye_all(e, status);
 }
 
@@ -767,7 +779,7 @@ int sl_engine_new(sl_engine_t **out, const sl_engine_opts_t *o)
     e->runlog = o->runlog;
     e->agg = o->aggregator;
     e->final_eval = o->final_eval;
-    e->max_uploads = o->max_uploads;
+    e->max_uploads = o->max_uploads ? o->max_uploads : (size_t)o->cfg->federation.upload_window;
     e->start_timeout = o->start_timeout;
     e->start_clients = o->start_clients ? o->start_clients : (size_t)e->cfg.federation.min_clients;
     e->first_tick = NAN;
@@ -1160,6 +1172,7 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
                          const uint8_t *payload, size_t payload_len, double now)
 {
     begin_call(e);
+    e->last_now = now;
     if (e->state == SL_ENGINE_DONE || e->state == SL_ENGINE_FAILED)
         return 0;
     e->rep.bytes_up += hdr_len + payload_len;
@@ -1292,6 +1305,7 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
 int sl_engine_tick(sl_engine_t *e, double now)
 {
     begin_call(e);
+    e->last_now = now;
     if (isnan(e->first_tick))
         e->first_tick = now;
     int rc;
@@ -1345,6 +1359,7 @@ int sl_engine_shutdown(sl_engine_t *e, const char *why)
         return 0;
     e->state = SL_ENGINE_DONE;
     snprintf(e->status, sizeof e->status, "stopped");
+    write_summary(e);
     return send_bye_all(e, why ? why : "coordinator stopped");
 }
 

@@ -20,6 +20,7 @@
  *             SL_EQUORUM and a message. Otherwise: aggregator->finish -> strategy step ->
  *             centralized evaluation hook (every eval_every rounds and at the last round)
  *             -> round_end hook -> metrics line + checkpoint (when a runlog is attached).
+ *             When the run ends (DONE, FAILED, stopped) summary.json is written too.
  *   FINAL_EVAL  (opts.final_eval) EVALUATE with the final vector to every live client,
  *             RESULTs collected until all answered or the deadline.
  *   DONE      BYE sent to every client. FAILED: BYE too; sl_engine_error() says why.
@@ -93,7 +94,7 @@ typedef struct {
     size_t start_clients;         /* registrations before round 1; 0 = min_clients */
     double start_timeout;         /* seconds after the first tick; 0 = wait for start_clients */
     int final_eval;               /* federated evaluation of the final vector on every client */
-    size_t max_uploads;           /* upload credits: at most this many clients upload at once
+    size_t max_uploads;           /* 0 = federation.upload_window. Upload credits: at most this many clients upload at once
                                    * (TASK "cred": READY -> GRANT -> UPDATE), bounding the
                                    * coordinator's receive buffers to max_uploads x model
                                    * whatever the number of clients; 0 = no credits (clients

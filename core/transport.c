@@ -8,6 +8,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "core/config.h"
 #include "core/log.h"
 
 struct sl_transport {
@@ -52,6 +53,15 @@ void sl_peer_format(const sl_peer_t *p, char *out, size_t cap)
     }
     if (cap)
         out[o < cap ? o : cap - 1] = '\0';
+}
+
+void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg, sl_transport_role_t role)
+{
+    memset(o, 0, sizeof *o);
+    o->role = role;
+    o->endpoint = role == SL_TRANSPORT_SERVER ? cfg->net.bind : cfg->net.coordinator;
+    o->max_message_bytes = (size_t)cfg->net.max_message_bytes;
+    o->heartbeat_ms = (int)cfg->net.heartbeat_ms;
 }
 
 static int zerr(const char *what)

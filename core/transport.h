@@ -64,6 +64,12 @@ typedef struct {
 
 typedef struct sl_transport sl_transport_t;
 
+/* Options from the configuration: endpoint (net.bind for the server, net.coordinator for a
+ * client), net.max_message_bytes, net.heartbeat_ms; everything else zero (defaults, no
+ * CURVE: the caller adds keys). The endpoint points into cfg (keep cfg alive). */
+struct sl_config;
+void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg, sl_transport_role_t role);
+
 /* One received message: views into frames owned by the transport, valid until the next
  * sl_transport_recv or destroy. payload is 4-byte aligned (copied if libzmq's buffer was
  * not, which it normally is) so float payloads are read in place. */
