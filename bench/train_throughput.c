@@ -4,7 +4,8 @@
  * HAPT model (d=64, L=2, 4 heads, mlp_ratio 2, patch 16, acc+gyro (128, 3) -> 17 tokens, 6
  * classes), LoRA r=4 alpha=8 on q,k,v,o, base frozen, batch 32 of synthetic data.
  *
- * For OpenBLAS threads T in {1, 2}: starling runs with T BLAS threads; PyTorch runs as persistent
+ * For a thread budget T in {1, 2}: starling runs with T OpenBLAS threads and, for T = 2, also with
+ * the batch split across T threads (sl_model_set_threads) over 1-thread OpenBLAS; PyTorch runs as persistent
  * subprocesses (bench/torch_train_throughput.py via /usr/bin/python3) in every variant within
  * the same budget: torch threads x OPENBLAS_NUM_THREADS in {1..T}^2 x OMP_WAIT_POLICY
  * {passive, active}, AdamW foreach=1 (and foreach=0 at T=1, which shows it is slower). Runs are interleaved (starling, torch variants,
@@ -331,9 +332,18 @@ int main(int argc, char **argv)
     size_t ng = step_gemms(g, BATCH, sl_model_tokens(c.m), 64, 128, 4, 6, 2);
 
     for (int T = 1; T <= 2; T++) {
+        /* starling modes: OpenBLAS with T threads; for T > 1 also the batch split across T
+         * threads (sl_model_set_threads) with single-threaded OpenBLAS */
+        int nmodes = T == 1 ? 1 : 2;
+        double floor_gf[2], gemm_flops, half_flops;
         sl_blas_set_threads(T);
-        double gemm_flops;
-        double floor_gf = sgemm_gflops(g, ng, &gemm_flops);
+        floor_gf[0] = sgemm_gflops(g, ng, &gemm_flops);
+        if (T > 1) { /* the split's floor: T independent 1-thread sgemms on 1/T of the batch */
+            gemm_t gh[256];
+            size_t ngh = step_gemms(gh, BATCH / (size_t)T, sl_model_tokens(c.m), 64, 128, 4, 6, 2);
+            sl_blas_set_threads(1);
+            floor_gf[1] = T * sgemm_gflops(gh, ngh, &half_flops);
+        }
         tvariant tv[MAX_VARIANTS];
         int nv = 0;
         if (with_torch)
@@ -351,21 +361,27 @@ int main(int argc, char **argv)
                             }
                             nv++;
                         }
-        c_run(&c, 20); /* warm-up */
+        for (int md = 0; md < nmodes; md++) { /* warm-up */
+            sl_blas_set_threads(md == 0 ? T : 1);
+            sl_model_set_threads(c.m, md == 0 ? 1 : T);
+            c_run(&c, 20);
+        }
         for (int i = 0; i < nv; i++)
             t_run(&tv[i], 5);
-        double csps[REPEATS];
+        double csps[2][REPEATS];
         for (int rep = 0; rep < REPEATS; rep++) {
-            csps[rep] = STEPS * BATCH / c_run(&c, STEPS);
+            for (int md = 0; md < nmodes; md++) {
+                sl_blas_set_threads(md == 0 ? T : 1);
+                sl_model_set_threads(c.m, md == 0 ? 1 : T);
+                csps[md][rep] = STEPS * BATCH / c_run(&c, STEPS);
+            }
             for (int i = 0; i < nv; i++)
                 tv[i].sps[rep] = STEPS * BATCH / t_run(&tv[i], STEPS);
-            fprintf(stderr, "T=%d rep %d: starling %.0f samples/s\n", T, rep, csps[rep]);
+            fprintf(stderr, "T=%d rep %d: starling %.0f samples/s%s", T, rep, csps[0][rep], nmodes > 1 ? "" : "\n");
+            if (nmodes > 1)
+                fprintf(stderr, ", batch split %.0f samples/s\n", csps[1][rep]);
         }
-        double cmin = csps[0], cmax = csps[0];
-        for (int rep = 0; rep < REPEATS; rep++)
-            cmin = fmin(cmin, csps[rep]), cmax = fmax(cmax, csps[rep]);
-        double cmed = median(csps, REPEATS);
-        double step_s = BATCH / cmed;
+        sl_model_set_threads(c.m, 1);
         int best = -1;
         double best_med = 0, tmed[MAX_VARIANTS], tmin[MAX_VARIANTS], tmax[MAX_VARIANTS];
         for (int i = 0; i < nv; i++) {
@@ -376,29 +392,36 @@ int main(int argc, char **argv)
             if (tv[i].ok && tmed[i] > best_med)
                 best_med = tmed[i], best = i;
         }
-        printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 lora-r4-qkvo\", "
-               "\"batch\": %d, \"threads\": %d, \"steps\": %d, \"repeats\": %d, \"unit\": \"samples/s\", "
-               "\"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
-               "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, \"achieved_gflops\": %.2f, "
-               "\"fraction_of_sgemm_floor\": %.3f",
-               BATCH, T, STEPS, REPEATS, cmed, cmin, cmax, floor_gf, gemm_flops / 1e6, gemm_flops / step_s / 1e9,
-               gemm_flops / step_s / 1e9 / floor_gf);
-        if (best >= 0) {
-            printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
-                   "\"torch_best\": {\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
-                   "\"adamw_foreach\": %d}, \"torch_variants\": [",
-                   best_med, tmin[best], tmax[best], cmed / best_med, tv[best].torch_threads, tv[best].blas_threads,
-                   tv[best].active ? "active" : "passive", tv[best].foreach);
-            for (int i = 0; i < nv; i++)
-                printf("%s{\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", \"foreach\": %d, "
-                       "\"median\": %.1f}",
-                       i ? ", " : "", tv[i].torch_threads, tv[i].blas_threads, tv[i].active ? "active" : "passive",
-                       tv[i].foreach, tmed[i]);
-            printf("], \"torch_info\": %s", tv[best].info);
-        } else {
-            printf(", \"torch_median\": null, \"ratio\": null");
+        for (int md = 0; md < nmodes; md++) {
+            double cmin = csps[md][0], cmax = csps[md][0];
+            for (int rep = 0; rep < REPEATS; rep++)
+                cmin = fmin(cmin, csps[md][rep]), cmax = fmax(cmax, csps[md][rep]);
+            double cmed = median(csps[md], REPEATS);
+            double step_s = BATCH / cmed;
+            printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 lora-r4-qkvo\", "
+                   "\"batch\": %d, \"threads\": %d, \"starling_threading\": \"%s\", \"steps\": %d, \"repeats\": %d, "
+                   "\"unit\": \"samples/s\", \"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
+                   "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, \"achieved_gflops\": %.2f, "
+                   "\"fraction_of_sgemm_floor\": %.3f",
+                   BATCH, T, md == 0 ? "openblas" : "batch-split, openblas 1", STEPS, REPEATS, cmed, cmin, cmax,
+                   floor_gf[md], gemm_flops / 1e6, gemm_flops / step_s / 1e9, gemm_flops / step_s / 1e9 / floor_gf[md]);
+            if (best >= 0) {
+                printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
+                       "\"torch_best\": {\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
+                       "\"adamw_foreach\": %d}, \"torch_variants\": [",
+                       best_med, tmin[best], tmax[best], cmed / best_med, tv[best].torch_threads,
+                       tv[best].blas_threads, tv[best].active ? "active" : "passive", tv[best].foreach);
+                for (int i = 0; i < nv; i++)
+                    printf("%s{\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", \"foreach\": %d, "
+                           "\"median\": %.1f}",
+                           i ? ", " : "", tv[i].torch_threads, tv[i].blas_threads, tv[i].active ? "active" : "passive",
+                           tv[i].foreach, tmed[i]);
+                printf("], \"torch_info\": %s", tv[best].info);
+            } else {
+                printf(", \"torch_median\": null, \"ratio\": null");
+            }
+            printf("}\n");
         }
-        printf("}\n");
         fflush(stdout);
         for (int i = 0; i < nv; i++)
             stop(&tv[i]);

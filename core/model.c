@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,16 @@ struct sl_model {
     size_t B;
     int have_ce, dropout_on;
     float eps;
+    float dloss; /* scale of d(loss) in backward: 1, or a worker's share of the batch */
+
+    /* batch split across threads (sl_model_set_threads) */
+    size_t n_threads;
+    sl_model_t **workers; /* shadows: every parameter pointer into this model, own grads */
+    size_t n_workers;
+    int par_active;       /* the last forward ran on the workers */
+    size_t par_cap;
+    float *par_logits;    /* (par_cap, K) */
+    size_t par_rows[64];  /* rows of each worker in the last forward */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -522,6 +533,8 @@ int sl_model_new(sl_model_t **out, const sl_config_t *cfg, const sl_schema_t *sc
         return sl_error(SL_ENOMEM, "model: out of memory");
     m->cfg = *cfg;
     m->schema = *schema;
+    m->dloss = 1.0f;
+    m->n_threads = 1;
     if ((rc = parse_lora_targets(cfg->model.lora_targets, m->lora_target)))
         goto fail;
     set_shapes(m);
@@ -581,10 +594,10 @@ fail:
     return rc;
 }
 
-int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
+/* A model reading base's frozen weights; its trainable tensors are an own copy, or with
+ * share_all (a batch-split worker) base's own. Either way own grads and activations. */
+static int make_clone(const sl_model_t *base, sl_model_t **out, int share_all)
 {
-    if (!base || !out)
-        return sl_error(SL_EINVAL, "sl_model_clone_shared: NULL argument");
     *out = NULL;
     int rc = 0;
     sl_model_t *m = calloc(1, sizeof *m);
@@ -592,6 +605,8 @@ int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
         return sl_error(SL_ENOMEM, "model: out of memory");
     m->cfg = base->cfg;
     m->schema = base->schema;
+    m->dloss = 1.0f;
+    m->n_threads = 1;
     memcpy(m->lora_target, base->lora_target, sizeof m->lora_target);
     set_shapes(m);
     m->is_clone = 1;
@@ -607,7 +622,7 @@ int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
     m->ptr = calloc(np, sizeof *m->ptr);
     m->total = base->total;
     m->n_train = base->n_train;
-    m->buf = calloc(m->n_train ? m->n_train : 1, sizeof(float));
+    m->buf = calloc(m->n_train && !share_all ? m->n_train : 1, sizeof(float));
     m->grad = calloc(m->n_train ? m->n_train : 1, sizeof(float));
     if (!m->info || !m->canon_to_buf || !m->init_kind || !m->init_arg || !m->is_lora || !m->ptr || !m->buf ||
         !m->grad) {
@@ -622,9 +637,9 @@ int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
     size_t toff = m->total - m->n_train;
     for (size_t i = 0; i < np; i++) {
         const sl_param_info_t *p = &m->info[m->canon_to_buf[i]];
-        m->ptr[i] = p->trainable ? m->buf + (p->offset - toff) : base->ptr[i];
+        m->ptr[i] = p->trainable && !share_all ? m->buf + (p->offset - toff) : base->ptr[i];
     }
-    if (m->n_train)
+    if (m->n_train && !share_all)
         memcpy(m->buf, base->buf + (base->is_clone ? 0 : toff), m->n_train * sizeof(float));
     wire(m);
     *out = m;
@@ -634,11 +649,31 @@ fail:
     return rc;
 }
 
+int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
+{
+    if (!base || !out)
+        return sl_error(SL_EINVAL, "sl_model_clone_shared: NULL argument");
+    return make_clone(base, out, 0);
+}
+
+void sl_model_set_threads(sl_model_t *m, int n)
+{
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    m->n_threads = n > 64 ? 64 : (size_t)n;
+}
+
 void sl_model_destroy(sl_model_t **pm)
 {
     if (!pm || !*pm)
         return;
     sl_model_t *m = *pm;
+    for (size_t i = 0; i < m->n_workers; i++)
+        sl_model_destroy(&m->workers[i]);
+    free(m->workers);
+    free(m->par_logits);
     free(m->blk);
     free(m->act);
     free(m->info);
@@ -728,7 +763,7 @@ size_t sl_model_tokens(const sl_model_t *m)
 
 const float *sl_model_logits(const sl_model_t *m)
 {
-    return m->logits;
+    return m->par_active ? m->par_logits : m->logits;
 }
 
 const sl_schema_t *sl_model_schema(const sl_model_t *m)
@@ -875,11 +910,10 @@ static void lin_fwd(sl_model_t *m, float *out, size_t ld_out, const float *inp, 
         sl_lora_forward(out, ld_out, la_act, inp, ld_inp, la, lb, m->lora_scale, rows, n_in, n_out, m->r);
 }
 
-int sl_model_forward(sl_model_t *m, const sl_batch_t *batch, int training, sl_rng_t *rng, float *loss)
+static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_rng_t *rng, float *loss)
 {
-    if (!m || !batch)
-        return sl_error(SL_EINVAL, "sl_model_forward: NULL argument");
     m->have_ce = 0;
+    m->par_active = 0;
     size_t B = batch->size;
     if (B == 0)
         return sl_error(SL_EINVAL, "model: empty batch");
@@ -1036,10 +1070,8 @@ static void tokenizer_backward(sl_model_t *m, const float *dx0, size_t B)
     }
 }
 
-int sl_model_backward(sl_model_t *m)
+static int backward_one(sl_model_t *m)
 {
-    if (!m)
-        return sl_error(SL_EINVAL, "sl_model_backward: NULL model");
     if (!m->have_ce)
         return sl_error(SL_ESTATE, "model: backward needs a forward with a loss first");
     if (m->merged)
@@ -1050,7 +1082,7 @@ int sl_model_backward(sl_model_t *m)
 
     // logits -> head
     memset(m->dlogits, 0, B * K * sizeof(float));
-    sl_crossentropy_backward(m->dlogits, m->ce_probs, m->labels, B, K, m->eps, 1.0f);
+    sl_crossentropy_backward(m->dlogits, m->ce_probs, m->labels, B, K, m->eps, m->dloss);
     /* lowest block that has trainable parameters (L = none below the head) */
     size_t lowest = m->L;
     for (size_t l = 0; l < m->L; l++)
@@ -1181,6 +1213,169 @@ int sl_model_backward(sl_model_t *m)
             tokenizer_backward(m, dx, B);
     }
     return 0;
+}
+
+/* ---- batch split across threads ----------------------------------------------------------- */
+
+typedef struct {
+    sl_model_t *w;
+    sl_batch_t sub;
+    int training, want_loss, backward;
+    float loss;
+    int rc;
+    char err[256];
+} job_t;
+
+static void *run_job(void *arg)
+{
+    job_t *j = arg;
+    j->rc = j->backward ? backward_one(j->w) : forward_one(j->w, &j->sub, j->training, NULL, j->want_loss ? &j->loss : NULL);
+    if (j->rc)
+        snprintf(j->err, sizeof j->err, "%s", sl_last_error()); /* error messages are per thread */
+    return NULL;
+}
+
+/* Run jobs[0] here and the others on their own threads; first error wins. */
+static int run_jobs(job_t *jobs, size_t n)
+{
+    pthread_t th[64];
+    int started[64] = {0};
+    for (size_t i = 1; i < n; i++)
+        started[i] = pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0;
+    run_job(&jobs[0]);
+    for (size_t i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            run_job(&jobs[i]); /* no thread available: run it here */
+    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].rc)
+            return sl_error(jobs[i].rc, "%s", jobs[i].err);
+    return 0;
+}
+
+static int ensure_workers(sl_model_t *m, size_t n)
+{
+    if (m->n_workers >= n)
+        return 0;
+    sl_model_t **w = realloc(m->workers, n * sizeof *w);
+    if (!w)
+        return sl_error(SL_ENOMEM, "model: out of memory");
+    m->workers = w;
+    while (m->n_workers < n) {
+        int rc = make_clone(m, &m->workers[m->n_workers], 1);
+        if (rc)
+            return rc;
+        m->n_workers++;
+    }
+    return 0;
+}
+
+/* Forward split into n contiguous row ranges, one worker each (no dropout: one rng stream
+ * cannot be shared, so training with dropout stays on one thread). */
+static int forward_split(sl_model_t *m, const sl_batch_t *batch, size_t n, int training, float *loss)
+{
+    size_t B = batch->size, K = m->K;
+    int rc = ensure_workers(m, n);
+    if (rc)
+        return rc;
+    if (m->par_cap < B) {
+        float *pl = realloc(m->par_logits, B * K * sizeof(float));
+        if (!pl)
+            return sl_error(SL_ENOMEM, "model: out of memory");
+        m->par_logits = pl;
+        m->par_cap = B;
+    }
+    job_t jobs[64];
+    size_t row = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t rows = B / n + (i < B % n ? 1 : 0);
+        job_t *j = &jobs[i];
+        memset(j, 0, sizeof *j);
+        j->w = m->workers[i];
+        j->w->merged = m->merged;
+        j->sub = *batch;
+        for (size_t k = 0; k < m->M; k++)
+            j->sub.x[k] = batch->x[k] + row * sl_modality_values(&m->schema.modalities[k]);
+        j->sub.present = batch->present ? batch->present + row * m->M : NULL;
+        j->sub.labels = batch->labels ? batch->labels + row : NULL;
+        j->sub.size = rows;
+        j->training = training;
+        j->want_loss = loss != NULL;
+        m->par_rows[i] = rows;
+        row += rows;
+    }
+    if ((rc = run_jobs(jobs, n)))
+        return rc;
+    double total = 0;
+    row = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(m->par_logits + row * K, m->workers[i]->logits, m->par_rows[i] * K * sizeof(float));
+        total += (double)jobs[i].loss * (double)m->par_rows[i];
+        row += m->par_rows[i];
+    }
+    if (loss)
+        *loss = (float)(total / (double)B);
+    m->B = B;
+    m->par_active = 1;
+    m->have_ce = loss != NULL;
+    return 0;
+}
+
+static int backward_split(sl_model_t *m)
+{
+    size_t n = 0;
+    job_t jobs[64];
+    for (; n < m->n_workers && n < 64 && m->par_rows[n]; n++) {
+        sl_model_t *w = m->workers[n];
+        sl_model_zero_grad(w);
+        w->dloss = (float)m->par_rows[n] / (float)m->B; /* d(batch mean)/d(worker mean) */
+        memset(&jobs[n], 0, sizeof jobs[n]);
+        jobs[n].w = w;
+        jobs[n].backward = 1;
+    }
+    int rc = run_jobs(jobs, n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const float *g = m->workers[i]->grad;
+        for (size_t j = 0; j < m->n_train; j++)
+            m->grad[j] += g[j];
+    }
+    return 0;
+}
+
+int sl_model_forward(sl_model_t *m, const sl_batch_t *batch, int training, sl_rng_t *rng, float *loss)
+{
+    if (!m || !batch)
+        return sl_error(SL_EINVAL, "sl_model_forward: NULL argument");
+    size_t n = m->n_threads < batch->size ? m->n_threads : batch->size;
+    int drop = training && m->cfg.model.dropout > 0;
+    for (size_t i = 0; i < 64; i++)
+        m->par_rows[i] = 0;
+    if (n > 1 && !drop) {
+        if (!batch->schema || !same_schema(batch->schema, &m->schema))
+            return sl_error(SL_EMISMATCH, "model: batch schema differs from the model's schema");
+        m->have_ce = 0;
+        m->par_active = 0;
+        return forward_split(m, batch, n, training, loss);
+    }
+    return forward_one(m, batch, training, rng, loss);
+}
+
+int sl_model_backward(sl_model_t *m)
+{
+    if (!m)
+        return sl_error(SL_EINVAL, "sl_model_backward: NULL model");
+    if (!m->par_active)
+        return backward_one(m);
+    if (!m->have_ce)
+        return sl_error(SL_ESTATE, "model: backward needs a forward with a loss first");
+    if (m->merged)
+        return sl_error(SL_ESTATE, "model: backward with merged LoRA weights (unmerge first)");
+    m->have_ce = 0;
+    return backward_split(m);
 }
 
 /* ---- LoRA merge ------------------------------------------------------------------------- */

@@ -127,4 +127,12 @@ void sl_model_describe(const sl_model_t *m, char *buf, size_t cap);
 /* OpenBLAS threads; 0 = number of cores. */
 void sl_blas_set_threads(int n);
 
+/* Split every forward/backward of m across n threads (0 = number of cores, 1 = off, the
+ * default): each thread runs a contiguous slice of the batch through the model with its own
+ * activations and gradient, then the gradients are summed. Same results as one thread up to
+ * float rounding. Meant with single-threaded OpenBLAS (sl_blas_set_threads(1)): at these
+ * matrix sizes splitting the batch scales better than threading each sgemm. Training with
+ * dropout > 0 stays on one thread (one rng stream). */
+void sl_model_set_threads(sl_model_t *m, int n);
+
 #endif

@@ -7,6 +7,7 @@
  *    base model, frozen tensors get no gradient and are never written;
  *  - an absent modality gives the logits of a model built without it, whatever its values;
  *  - clones share frozen weights and own their trainable vector;
+ *  - a batch split across threads gives the one-thread logits, loss and gradients;
  *  - layout: frozen first, trainable last, contiguous, named as agreed;
  *  - errors on bad configs and inputs; a tiny model overfits a few samples.
  */
@@ -488,6 +489,65 @@ static void test_layout_and_errors(void)
     sl_model_destroy(&a), sl_model_destroy(&c);
 }
 
+/* Batch split across threads: the same logits, loss and gradients as one thread. */
+static void test_threads(int mode, int pooling)
+{
+    sl_config_t cfg;
+    sl_schema_t s;
+    fx_small_config(&cfg, mode);
+    cfg.model.pooling = pooling;
+    cfg.train.label_smoothing = 0.1;
+    fx_multi_schema(&s);
+    sl_model_t *a = new_model(&cfg, &s), *b = new_model(&cfg, &s);
+    fx_randomize_trainable(a, &R, 0.2f);
+    size_t nt;
+    float *tb = sl_model_trainable(b, &nt);
+    memcpy(tb, sl_model_trainable(a, NULL), nt * sizeof(float));
+    sl_batch_t bt;
+    CHECK(sl_batch_init(&bt, &s, 7) == 0);
+    fx_fill_batch(&bt, 7, &R);
+    bt.present[3 * 4 + 2] = 0;
+    for (int threads = 2; threads <= 3; threads++) {
+        sl_model_set_threads(b, threads);
+        float la, lb;
+        sl_model_zero_grad(a);
+        sl_model_zero_grad(b);
+        CHECK(sl_model_forward(a, &bt, 1, NULL, &la) == 0 && sl_model_backward(a) == 0);
+        CHECK(sl_model_forward(b, &bt, 1, NULL, &lb) == 0 && sl_model_backward(b) == 0);
+        CHECK(sl_model_backward(b) == SL_ESTATE);
+        CHECK_NEAR(la, lb, 1e-6);
+        double wl = 0, wg = 0, gn = 0;
+        for (size_t i = 0; i < 7 * 4; i++)
+            wl = fmax(wl, fabs(sl_model_logits(a)[i] - sl_model_logits(b)[i]));
+        const float *ga = sl_model_trainable_grad(a), *gb = sl_model_trainable_grad(b);
+        for (size_t i = 0; i < nt; i++) {
+            wg = fmax(wg, fabs(ga[i] - gb[i]));
+            gn = fmax(gn, fabs(ga[i]));
+        }
+        CHECK_MSG(wl < 1e-6, "%d threads: logits differ by %g", threads, wl);
+        CHECK_MSG(wg <= 1e-5 * fmax(1.0, gn), "%d threads: gradients differ by %g (max %g)", threads, wg, gn);
+        /* forward without a loss (evaluation), then errors travel back from the workers */
+        CHECK(sl_model_forward(b, &bt, 0, NULL, NULL) == 0);
+        CHECK(sl_model_backward(b) == SL_ESTATE);
+        bt.labels[6] = 99;
+        CHECK(sl_model_forward(b, &bt, 0, NULL, &lb) == SL_EINVAL);
+        CHECK_CONTAINS(sl_last_error(), "label");
+        bt.labels[6] = 1;
+    }
+    /* merged LoRA reaches the workers */
+    if (mode == SL_TRAIN_LORA) {
+        float l0, l1;
+        CHECK(sl_model_forward(b, &bt, 0, NULL, &l0) == 0);
+        CHECK(sl_model_merge_lora(b) == 0);
+        CHECK(sl_model_forward(b, &bt, 0, NULL, &l1) == 0);
+        CHECK_NEAR(l0, l1, 1e-5);
+        CHECK(sl_model_backward(b) == SL_ESTATE);
+        CHECK(sl_model_unmerge_lora(b) == 0);
+    }
+    sl_batch_free(&bt);
+    sl_model_destroy(&a), sl_model_destroy(&b);
+}
+
 /* A tiny model drives the training loss near zero on 8 samples (plain Adam, full mode). */
 static void test_overfit(int mode)
 {
@@ -535,6 +595,8 @@ int main(void)
     test_missing_modality(SL_POOL_CLS);
     test_missing_modality(SL_POOL_MEAN);
     test_layout_and_errors();
+    test_threads(SL_TRAIN_LORA, SL_POOL_CLS);
+    test_threads(SL_TRAIN_FULL, SL_POOL_MEAN);
     test_overfit(SL_TRAIN_FULL);
     test_overfit(SL_TRAIN_LORA);
     return check_summary("test_model");
