@@ -1,18 +1,18 @@
 /* coordinator/dp: the DP aggregator, the accountant in the round hooks, checkpoint state. */
 #include "coordinator/dp.h"
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "core/log.h"
 #include "privacy/dp/clip.h"
 #include "privacy/dp/mechanism.h"
 #include "privacy/dp/noise.h"
 
-#define EXT_MAGIC "SLDX"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXT_MAGIC   "SLDX"
 #define EXT_VERSION 1u
-#define EXT_HEADER 20 /* magic 4, version 4, flags 4, accountant length 8 */
+#define EXT_HEADER  20 /* magic 4, version 4, flags 4, accountant length 8 */
 
 struct sl_dp_coord {
     sl_config_t cfg;
@@ -28,11 +28,11 @@ struct sl_dp_coord {
     sl_dp_round_t plan;
     size_t sampled;
     size_t registered;
-    double bound;              /* server-side clip bound of this round */
-    double *sum;               /* (dim) running sum of clipped updates */
-    float *scratch;            /* (dim) one delta being clipped */
-    size_t count;              /* updates folded this attempt */
-    double count_sum;          /* adaptive: sum of centered bits [norm <= C] - 1/2 */
+    double bound;     /* server-side clip bound of this round */
+    double *sum;      /* (dim) running sum of clipped updates */
+    float *scratch;   /* (dim) one delta being clipped */
+    size_t count;     /* updates folded this attempt */
+    double count_sum; /* adaptive: sum of centered bits [norm <= C] - 1/2 */
     uint64_t clipped_total;
 
     /* released by finish, charged by round_end */
@@ -54,17 +54,19 @@ int sl_dp_coord_check_config(const sl_config_t *cfg)
         return sl_error(SL_ECONFIG, "dp.mode: unknown value %d", mode);
     int strat = cfg->federation.strategy;
     if (strat == SL_STRAT_MEDIAN || strat == SL_STRAT_TRIMMED_MEAN)
-        return sl_error(SL_ECONFIG,
-                        "dp.mode = %s cannot run with federation.strategy = %s: the DP noise is calibrated to "
-                        "a sum of clipped updates (sensitivity C), which a robust aggregator does not compute; "
-                        "use fedavg or a server optimizer (fedadam, fedyogi, ...)",
-                        mname, sl_config_enum_name("federation", "strategy", strat));
+        return sl_error(
+            SL_ECONFIG,
+            "dp.mode = %s cannot run with federation.strategy = %s: the DP noise is calibrated to "
+            "a sum of clipped updates (sensitivity C), which a robust aggregator does not compute; "
+            "use fedavg or a server optimizer (fedadam, fedyogi, ...)",
+            mname, sl_config_enum_name("federation", "strategy", strat));
     if (cfg->secagg.enabled)
-        return sl_error(SL_ENOTSUP,
-                        "dp.mode = %s together with secure aggregation (secagg.enabled = true) is not supported "
-                        "yet: the noise would have to be added as discrete Gaussian shares inside the SecAgg "
-                        "path; turn one of them off",
-                        mname);
+        return sl_error(
+            SL_ENOTSUP,
+            "dp.mode = %s together with secure aggregation (secagg.enabled = true) is not supported "
+            "yet: the noise would have to be added as discrete Gaussian shares inside the SecAgg "
+            "path; turn one of them off",
+            mname);
     if (cfg->dp.adaptive_clip && mode != SL_DP_CENTRAL)
         return sl_error(SL_ECONFIG,
                         "dp.adaptive_clip = true needs dp.mode = central (got %s): in distributed and local "
@@ -76,8 +78,9 @@ int sl_dp_coord_check_config(const sl_config_t *cfg)
     if (rc)
         return rc == SL_EINVAL ? sl_error(SL_ECONFIG, "dp.clip: %s", sl_last_error()) : rc;
     if (cfg->dp.target_epsilon > 0 && !(cfg->dp.noise_multiplier > 0))
-        return sl_error(SL_ECONFIG, "dp.target_epsilon = %g needs dp.noise_multiplier > 0 (no noise: infinite "
-                                    "epsilon)",
+        return sl_error(SL_ECONFIG,
+                        "dp.target_epsilon = %g needs dp.noise_multiplier > 0 (no noise: infinite "
+                        "epsilon)",
                         cfg->dp.target_epsilon);
     return 0;
 }
@@ -115,7 +118,8 @@ int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
         }
     }
     if (cfg->dp.insecure_seeded_noise)
-        SL_WARN("dp: dp.insecure_seeded_noise = true: the noise is reproducible from run.seed and gives NO privacy");
+        SL_WARN("dp: dp.insecure_seeded_noise = true: the noise is reproducible from run.seed and gives NO "
+                "privacy");
     *out = dp;
     return 0;
 fail:
@@ -135,10 +139,19 @@ void sl_dp_coord_destroy(sl_dp_coord_t **p)
     *p = NULL;
 }
 
-void sl_dp_coord_set_engine(sl_dp_coord_t *dp, const sl_engine_t *e) { dp->engine = e; }
-void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population) { dp->population = population; }
+void sl_dp_coord_set_engine(sl_dp_coord_t *dp, const sl_engine_t *e)
+{
+    dp->engine = e;
+}
+void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population)
+{
+    dp->population = population;
+}
 
-double sl_dp_coord_clip(const sl_dp_coord_t *dp) { return dp->adaptive ? dp->ac.clip : dp->cfg.dp.clip; }
+double sl_dp_coord_clip(const sl_dp_coord_t *dp)
+{
+    return dp->adaptive ? dp->ac.clip : dp->cfg.dp.clip;
+}
 
 static double round_q(const sl_dp_coord_t *dp)
 {
@@ -166,7 +179,8 @@ static int plan_round(sl_dp_coord_t *dp, uint64_t round)
 
 /* ---- the aggregator ---------------------------------------------------------------------- */
 
-static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size_t n,
+                       const sl_agg_emit_t *emit)
 {
     (void)clients, (void)emit;
     sl_dp_coord_t *dp = self;
@@ -191,13 +205,15 @@ static int dpagg_add(void *self, uint64_t client, const float *delta, size_t dim
     double norm = 0;
     int rc = sl_dp_clip(dp->scratch, dim, dp->bound, &norm); /* scratch (dim) clipped in place */
     if (rc == SL_ENOTFINITE)
-        return sl_error(SL_EINVAL, "dp aggregator: update of client %llu is not finite", (unsigned long long)client);
+        return sl_error(SL_EINVAL, "dp aggregator: update of client %llu is not finite",
+                        (unsigned long long)client);
     if (rc)
         return rc;
     if (norm > dp->bound) {
         dp->clipped_total++;
         if (dp->plan.mode != SL_DP_CENTRAL)
-            SL_WARN("dp: update of client %llu has norm %.4g, above the bound %.4g of a clipped and noised update: "
+            SL_WARN("dp: update of client %llu has norm %.4g, above the bound %.4g of a clipped and noised "
+                    "update: "
                     "clipped",
                     (unsigned long long)client, norm, dp->bound);
     }
@@ -238,8 +254,8 @@ static int dpagg_finish(void *self, float *out, size_t dim, sl_agg_result_t *res
         double before = dp->ac.clip;
         if ((rc = sl_dp_adaptive_clip_update(&dp->ac, count, &est)))
             goto done;
-        SL_INFO("dp: round %llu: clipped-count estimate %.3f, clip %.4g -> %.4g", (unsigned long long)dp->round,
-                 est, before, dp->ac.clip);
+        SL_INFO("dp: round %llu: clipped-count estimate %.3f, clip %.4g -> %.4g",
+                (unsigned long long)dp->round, est, before, dp->ac.clip);
     }
     /* out (dim) = noised sum / sampled: a divisor that does not depend on who reported */
     double m = (double)(dp->sampled ? dp->sampled : dp->count);
@@ -253,7 +269,10 @@ done:
     return rc;
 }
 
-static void dpagg_destroy(void *self) { (void)self; /* the state belongs to the sl_dp_coord_t */ }
+static void dpagg_destroy(void *self)
+{
+    (void)self; /* the state belongs to the sl_dp_coord_t */
+}
 
 int sl_dp_aggregator_new(sl_aggregator_t **out, sl_dp_coord_t *dp)
 {
@@ -290,18 +309,20 @@ int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *
         int stop = 0;
         int rc = sl_dp_round_accounting(&dp->plan, round_q(dp), dp->cfg.federation.min_clients, &qa, &za);
         if (!rc)
-            rc = sl_dp_accountant_would_exceed(dp->acc, qa, za, dp->cfg.dp.delta, dp->cfg.dp.target_epsilon, &stop,
-                                               &eps);
+            rc = sl_dp_accountant_would_exceed(dp->acc, qa, za, dp->cfg.dp.delta, dp->cfg.dp.target_epsilon,
+                                               &stop, &eps);
         if (rc)
             return rc;
         if (stop && sl_dp_accountant_total_steps(dp->acc) == 0)
-            return sl_error(SL_EBUDGET,
-                            "dp: a single round costs epsilon %.4g (q %.4g, noise multiplier %.4g), more than "
-                            "dp.target_epsilon = %g: raise dp.noise_multiplier or lower federation.fraction",
-                            eps, qa, za, dp->cfg.dp.target_epsilon);
+            return sl_error(
+                SL_EBUDGET,
+                "dp: a single round costs epsilon %.4g (q %.4g, noise multiplier %.4g), more than "
+                "dp.target_epsilon = %g: raise dp.noise_multiplier or lower federation.fraction",
+                eps, qa, za, dp->cfg.dp.target_epsilon);
         if (stop)
-            return sl_error(SL_EBUDGET, "dp: round %llu would bring epsilon to %.4g, above dp.target_epsilon = %g "
-                                        "(the budget is spent)",
+            return sl_error(SL_EBUDGET,
+                            "dp: round %llu would bring epsilon to %.4g, above dp.target_epsilon = %g "
+                            "(the budget is spent)",
                             (unsigned long long)round, eps, dp->cfg.dp.target_epsilon);
     }
     return 0;
@@ -310,8 +331,9 @@ int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *
 int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
 {
     if (!dp->pending || dp->pending_round != rep->round)
-        return sl_error(SL_ESTATE, "dp: round %llu ended but the DP aggregator released no sum for it (was the DP "
-                                   "aggregator passed to the engine?)",
+        return sl_error(SL_ESTATE,
+                        "dp: round %llu ended but the DP aggregator released no sum for it (was the DP "
+                        "aggregator passed to the engine?)",
                         (unsigned long long)rep->round);
     dp->pending = 0;
     double q = round_q(dp), qa, za;
@@ -330,8 +352,9 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
     if (!(target > 0) || rep->round >= (uint64_t)dp->cfg.federation.rounds)
         return 0;
     if (eps > target) { /* the population shrank and q grew: already over */
-        SL_WARN("dp: epsilon %.4g is above dp.target_epsilon = %g after round %llu (q rose to %.4g): stopping", eps,
-                target, (unsigned long long)rep->round, qa);
+        SL_WARN(
+            "dp: epsilon %.4g is above dp.target_epsilon = %g after round %llu (q rose to %.4g): stopping",
+            eps, target, (unsigned long long)rep->round, qa);
         return SL_EBUDGET;
     }
     double qn, zn, eps_next = NAN;
@@ -340,9 +363,10 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
         (rc = sl_dp_accountant_would_exceed(dp->acc, qn, zn, dp->cfg.dp.delta, target, &stop, &eps_next)))
         return rc;
     if (stop) {
-        SL_INFO("dp: privacy budget reached after round %llu: epsilon %.4g, one more round would make it %.4g > "
-                "dp.target_epsilon = %g",
-                (unsigned long long)rep->round, eps, eps_next, target);
+        SL_INFO(
+            "dp: privacy budget reached after round %llu: epsilon %.4g, one more round would make it %.4g > "
+            "dp.target_epsilon = %g",
+            (unsigned long long)rep->round, eps, eps_next, target);
         return SL_EBUDGET;
     }
     return 0;
@@ -396,7 +420,8 @@ int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
     free(acc);
     if (dp->adaptive) {
         size_t n = 0;
-        if ((rc = sl_dp_adaptive_clip_encode(&dp->ac, b + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES, &n))) {
+        if ((rc = sl_dp_adaptive_clip_encode(&dp->ac, b + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES,
+                                             &n))) {
             free(b);
             return rc;
         }
@@ -416,7 +441,8 @@ int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
     uint32_t ver = get_u32(buf + 4), flags = get_u32(buf + 8);
     uint64_t acc_len = get_u64(buf + 12);
     if (ver != EXT_VERSION)
-        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads %u)", ver, EXT_VERSION);
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads %u)", ver,
+                        EXT_VERSION);
     if (flags > 1u)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: unknown flags %#x", flags);
     int has_ac = (int)(flags & 1u);
@@ -424,14 +450,16 @@ int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
     if (acc_len > len - EXT_HEADER || len - EXT_HEADER - acc_len != need_ac)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: length %zu does not match its contents", len);
     if (has_ac != dp->adaptive)
-        return sl_error(SL_EFORMAT, "dp: checkpoint DP state %s adaptive-clip state but dp.adaptive_clip = %s",
+        return sl_error(SL_EFORMAT,
+                        "dp: checkpoint DP state %s adaptive-clip state but dp.adaptive_clip = %s",
                         has_ac ? "has" : "lacks", dp->adaptive ? "true" : "false");
     sl_dp_accountant_t *acc = NULL;
     int rc = sl_dp_accountant_decode(buf + EXT_HEADER, (size_t)acc_len, &acc);
     if (rc)
         return rc;
     sl_dp_adaptive_clip_t ac = dp->ac;
-    if (has_ac && (rc = sl_dp_adaptive_clip_decode(&ac, buf + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES))) {
+    if (has_ac &&
+        (rc = sl_dp_adaptive_clip_decode(&ac, buf + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES))) {
         sl_dp_accountant_destroy(&acc);
         return rc;
     }
@@ -440,8 +468,8 @@ int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
     dp->ac = ac;
     double eps = 0;
     if (sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL) == 0)
-        SL_INFO("dp: resumed: %lld rounds charged, epsilon %.4g so far", (long long)sl_dp_accountant_total_steps(acc),
-                eps);
+        SL_INFO("dp: resumed: %lld rounds charged, epsilon %.4g so far",
+                (long long)sl_dp_accountant_total_steps(acc), eps);
     return 0;
 }
 
@@ -454,8 +482,14 @@ static int hook_round_end(void *ctx, sl_round_report_t *rep, const float *global
     (void)global, (void)dim;
     return sl_dp_coord_round_end(ctx, rep);
 }
-static int hook_save(void *ctx, uint8_t **out, size_t *len) { return sl_dp_coord_save(ctx, out, len); }
-static int hook_load(void *ctx, const uint8_t *buf, size_t len) { return sl_dp_coord_load(ctx, buf, len); }
+static int hook_save(void *ctx, uint8_t **out, size_t *len)
+{
+    return sl_dp_coord_save(ctx, out, len);
+}
+static int hook_load(void *ctx, const uint8_t *buf, size_t len)
+{
+    return sl_dp_coord_load(ctx, buf, len);
+}
 
 void sl_dp_coord_hooks(sl_dp_coord_t *dp, sl_engine_hooks_t *hooks)
 {
@@ -474,7 +508,10 @@ double sl_dp_coord_epsilon(const sl_dp_coord_t *dp)
     return sl_dp_accountant_total_steps(dp->acc) ? eps : 0.0;
 }
 
-int64_t sl_dp_coord_rounds(const sl_dp_coord_t *dp) { return sl_dp_accountant_total_steps(dp->acc); }
+int64_t sl_dp_coord_rounds(const sl_dp_coord_t *dp)
+{
+    return sl_dp_accountant_total_steps(dp->acc);
+}
 
 void sl_dp_coord_last_charge(const sl_dp_coord_t *dp, double *q, double *z)
 {
@@ -484,5 +521,11 @@ void sl_dp_coord_last_charge(const sl_dp_coord_t *dp, double *q, double *z)
         *z = dp->last_z;
 }
 
-uint64_t sl_dp_coord_clipped(const sl_dp_coord_t *dp) { return dp->clipped_total; }
-const sl_dp_accountant_t *sl_dp_coord_accountant(const sl_dp_coord_t *dp) { return dp->acc; }
+uint64_t sl_dp_coord_clipped(const sl_dp_coord_t *dp)
+{
+    return dp->clipped_total;
+}
+const sl_dp_accountant_t *sl_dp_coord_accountant(const sl_dp_coord_t *dp)
+{
+    return dp->acc;
+}
