@@ -14,6 +14,12 @@
  * One JSON object per configuration on stdout.
  */
 #define _GNU_SOURCE
+#include "client/runtime.h"
+#include "coordinator/engine.h"
+#include "coordinator/server.h"
+#include "core/log.h"
+#include "core/transport.h"
+
 #include <malloc.h>
 #include <math.h>
 #include <sched.h>
@@ -25,12 +31,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "client/runtime.h"
-#include "coordinator/engine.h"
-#include "coordinator/server.h"
-#include "core/log.h"
-#include "core/transport.h"
 
 #define MAX_ROUNDS 32
 
@@ -80,11 +80,13 @@ static void progress(void *ctx, const sl_round_report_t *r)
     res->down[i] = (double)r->bytes_down;
     res->reported[i] = r->reported;
     if (getenv("FED_BENCH_DEBUG"))
-        fprintf(stderr, "round %llu: maxrss %ld kB, %.3f s\n", (unsigned long long)r->round, rss_kb(), r->round_seconds);
+        fprintf(stderr, "round %llu: maxrss %ld kB, %.3f s\n", (unsigned long long)r->round, rss_kb(),
+                r->round_seconds);
 }
 
 static const float *g_delta;
-static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta, sl_update_info_t *info)
+static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                 sl_update_info_t *info)
 {
     size_t dim = *(const size_t *)ctx;
     (void)global, (void)task;
@@ -115,12 +117,18 @@ static void run_clients(const char *endpoint, size_t n, size_t dim)
     g_delta = delta;
     sl_client_t **cl = calloc(n, sizeof *cl);
     for (size_t i = 0; i < n; i++) {
-        sl_client_opts_t co = {.client_id = i + 1, .dim = dim, .train_examples = 100, .scratch = scratch,
-                               .ctx = &dim, .train = train, .hello_retry_s = 1.0};
+        sl_client_opts_t co = {.client_id = i + 1,
+                               .dim = dim,
+                               .train_examples = 100,
+                               .scratch = scratch,
+                               .ctx = &dim,
+                               .train = train,
+                               .hello_retry_s = 1.0};
         if (sl_client_new(&cl[i], &co))
             _exit(3);
     }
-    sl_client_runtime_opts_t ro = {.transport = {.endpoint = endpoint, .heartbeat_ms = 2000}, .coordinator_timeout = 60};
+    sl_client_runtime_opts_t ro = {.transport = {.endpoint = endpoint, .heartbeat_ms = 2000},
+                                   .coordinator_timeout = 60};
     int rc = sl_client_run(cl, n, &ro);
     if (rc)
         fprintf(stderr, "clients: %s\n", sl_last_error());
@@ -130,7 +138,8 @@ static void run_clients(const char *endpoint, size_t n, size_t dim)
     _exit(rc ? 1 : 0);
 }
 
-static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_threshold, size_t credits, result_t *out)
+static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_threshold, size_t credits,
+                      result_t *out)
 {
     int epipe[2], rpipe[2];
     if (pipe(epipe) || pipe(rpipe))
@@ -163,9 +172,10 @@ static int run_config(size_t nclients, size_t dim, size_t rounds, int mmap_thres
         float *init = calloc(dim, sizeof *init);
         sl_engine_t *e = NULL;
         sl_transport_t *t = NULL;
-        sl_engine_opts_t o = {.cfg = &cfg, .dim = dim, .init = init, .start_clients = nclients,
-                              .max_uploads = credits};
-        sl_transport_opts_t to = {.role = SL_TRANSPORT_SERVER, .endpoint = "tcp://127.0.0.1:*", .heartbeat_ms = 2000};
+        sl_engine_opts_t o = {
+            .cfg = &cfg, .dim = dim, .init = init, .start_clients = nclients, .max_uploads = credits};
+        sl_transport_opts_t to = {
+            .role = SL_TRANSPORT_SERVER, .endpoint = "tcp://127.0.0.1:*", .heartbeat_ms = 2000};
         if (sl_engine_new(&e, &o) || sl_transport_new(&t, NULL, &to)) {
             fprintf(stderr, "coordinator: %s\n", sl_last_error());
             _exit(2);
@@ -249,20 +259,22 @@ int main(int argc, char **argv)
         size_t clients, dim, rounds;
         int mmap;
         size_t credits;
-    } cfgs[] = {{10, 50000, 12, 65536, 32},  {100, 50000, 12, 65536, 32}, {1000, 50000, 6, 65536, 32},
-                {1000, 500, 6, 65536, 32},   {100, 5000, 12, 65536, 32},  {10, 50000, 12, 65536, 0},
-                {100, 50000, 12, 65536, 0},  {1000, 50000, 6, 65536, 0},  {1000, 50000, 6, 0, 0}};
+    } cfgs[] = {{10, 50000, 12, 65536, 32}, {100, 50000, 12, 65536, 32}, {1000, 50000, 6, 65536, 32},
+                {1000, 500, 6, 65536, 32},  {100, 5000, 12, 65536, 32},  {10, 50000, 12, 65536, 0},
+                {100, 50000, 12, 65536, 0}, {1000, 50000, 6, 65536, 0},  {1000, 50000, 6, 0, 0}};
     size_t ncfg = sizeof cfgs / sizeof cfgs[0];
     const char *only = getenv("FED_BENCH_CONFIG"); /* "clients,dim,rounds": one configuration */
-    if (only && sscanf(only, "%zu,%zu,%zu,%zu", &cfgs[0].clients, &cfgs[0].dim, &cfgs[0].rounds, &cfgs[0].credits) >= 3)
+    if (only && sscanf(only, "%zu,%zu,%zu,%zu", &cfgs[0].clients, &cfgs[0].dim, &cfgs[0].rounds,
+                       &cfgs[0].credits) >= 3)
         ncfg = 1;
     for (size_t c = 0; c < ncfg; c++) {
         result_t r;
         memset(&r, 0, sizeof r);
-        if (run_config(cfgs[c].clients, cfgs[c].dim, cfgs[c].rounds, cfgs[c].mmap, cfgs[c].credits, &r) != 0 ||
+        if (run_config(cfgs[c].clients, cfgs[c].dim, cfgs[c].rounds, cfgs[c].mmap, cfgs[c].credits, &r) !=
+                0 ||
             r.rounds < 2) {
-            printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"error\":\"run failed\"}\n", cfgs[c].clients,
-                   cfgs[c].dim);
+            printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"error\":\"run failed\"}\n",
+                   cfgs[c].clients, cfgs[c].dim);
             continue;
         }
         /* drop round 1 (warm-up: connections, first allocations) */
@@ -281,15 +293,18 @@ int main(int argc, char **argv)
             rmin = fmin(rmin, rs[i]), rmax = fmax(rmax, rs[i]);
         double floor = memcpy_floor((size_t)(up + down));
         double rmed = median(rs, n), cmed = median(cpu, n);
-        printf("{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"malloc_mmap_threshold\":%d,\"upload_credits\":%zu,"
-               "\"rounds_measured\":%zu,"
-               "\"round_seconds_median\":%.6f,\"round_seconds_min\":%.6f,\"round_seconds_max\":%.6f,"
-               "\"coord_cpu_seconds_median\":%.6f,\"bytes_up_per_round\":%.0f,\"bytes_down_per_round\":%.0f,"
-               "\"raw_update_bytes_per_round\":%.0f,\"overhead_up_percent\":%.4f,\"overhead_down_percent\":%.4f,"
-               "\"coord_peak_rss_kb\":%ld,\"coord_rss_at_start_kb\":%ld,\"floor_memcpy_seconds\":%.6f,"
-               "\"round_vs_memcpy_floor\":%.1f,\"unit\":\"seconds\"}\n",
-               cfgs[c].clients, cfgs[c].dim, cfgs[c].mmap, cfgs[c].credits, n, rmed, rmin, rmax, cmed, up, down, raw, 100.0 * (up / raw - 1.0),
-               100.0 * (down / raw - 1.0), r.peak_rss_kb, r.rss_before_kb, floor, rmed / floor);
+        printf(
+            "{\"name\":\"fed_overhead\",\"clients\":%zu,\"dim\":%zu,\"malloc_mmap_threshold\":%d,\"upload_"
+            "credits\":%zu,"
+            "\"rounds_measured\":%zu,"
+            "\"round_seconds_median\":%.6f,\"round_seconds_min\":%.6f,\"round_seconds_max\":%.6f,"
+            "\"coord_cpu_seconds_median\":%.6f,\"bytes_up_per_round\":%.0f,\"bytes_down_per_round\":%.0f,"
+            "\"raw_update_bytes_per_round\":%.0f,\"overhead_up_percent\":%.4f,\"overhead_down_percent\":%.4f,"
+            "\"coord_peak_rss_kb\":%ld,\"coord_rss_at_start_kb\":%ld,\"floor_memcpy_seconds\":%.6f,"
+            "\"round_vs_memcpy_floor\":%.1f,\"unit\":\"seconds\"}\n",
+            cfgs[c].clients, cfgs[c].dim, cfgs[c].mmap, cfgs[c].credits, n, rmed, rmin, rmax, cmed, up, down,
+            raw, 100.0 * (up / raw - 1.0), 100.0 * (down / raw - 1.0), r.peak_rss_kb, r.rss_before_kb, floor,
+            rmed / floor);
         fflush(stdout);
     }
     return 0;

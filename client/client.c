@@ -1,11 +1,11 @@
 #include "client/client.h"
 
+#include "core/log.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/log.h"
 
 typedef struct {
     size_t hdr_off, hdr_len;
@@ -22,11 +22,11 @@ struct sl_client {
     double next_hello, next_hb, last_heard;
     double hb_s, hello_s;
     uint64_t rounds_done;
-    uint64_t round;             /* round of the last TASK */
+    uint64_t round; /* round of the last TASK */
     sl_client_task_t task;
-    int pending;                /* an UPDATE waits for GRANT (upload credits) */
+    int pending; /* an UPDATE waits for GRANT (upload credits) */
     sl_update_info_t pending_info;
-    float *held;                /* (dim) the pending delta, when the delta buffer is shared */
+    float *held; /* (dim) the pending delta, when the delta buffer is shared */
     cout_t *out;
     size_t n_out, cap_out;
     uint8_t *arena;
@@ -86,7 +86,10 @@ void sl_client_destroy(sl_client_t **pc)
     *pc = NULL;
 }
 
-static float *delta_buf(sl_client_t *c) { return c->o.scratch ? c->o.scratch : c->own_delta; }
+static float *delta_buf(sl_client_t *c)
+{
+    return c->o.scratch ? c->o.scratch : c->own_delta;
+}
 
 static int arena_put(sl_client_t *c, const void *p, size_t n, size_t *off)
 {
@@ -193,7 +196,8 @@ size_t sl_client_outbox(sl_client_t *c, const sl_client_out_t **msgs)
     for (size_t i = 0; i < c->n_out; i++) {
         c->view[i].header = c->arena + c->out[i].hdr_off;
         c->view[i].header_len = c->out[i].hdr_len;
-        c->view[i].payload = c->out[i].payload ? c->out[i].payload : (c->out[i].pay_len ? c->arena + c->out[i].pay_off : NULL);
+        c->view[i].payload =
+            c->out[i].payload ? c->out[i].payload : (c->out[i].pay_len ? c->arena + c->out[i].pay_off : NULL);
         c->view[i].payload_len = c->out[i].pay_len;
     }
     *msgs = c->view;
@@ -204,7 +208,8 @@ static int do_task(sl_client_t *c, const sl_msg_t *m)
 {
     if (m->n != c->o.dim) {
         char why[128];
-        snprintf(why, sizeof why, "task vector has %llu values, this model has %zu", (unsigned long long)m->n, c->o.dim);
+        snprintf(why, sizeof why, "task vector has %llu values, this model has %zu", (unsigned long long)m->n,
+                 c->o.dim);
         return send_error(c, SL_WERR_LAYOUT, why);
     }
     c->round = m->round;
@@ -220,8 +225,10 @@ static int do_task(sl_client_t *c, const sl_msg_t *m)
         rc = c->o.privatize(c->o.ctx, &c->task, delta, c->o.dim);
     if (rc) {
         char why[SL_WIRE_MAX_STR + 1];
-        snprintf(why, sizeof why, "training failed: %s", sl_last_error()[0] ? sl_last_error() : sl_strerror(rc));
-        SL_WARN("client %llu: round %llu: %s", (unsigned long long)c->o.client_id, (unsigned long long)m->round, why);
+        snprintf(why, sizeof why, "training failed: %s",
+                 sl_last_error()[0] ? sl_last_error() : sl_strerror(rc));
+        SL_WARN("client %llu: round %llu: %s", (unsigned long long)c->o.client_id,
+                (unsigned long long)m->round, why);
         return send_error(c, SL_WERR_INTERNAL, why);
     }
     sl_msg_t u;
@@ -324,7 +331,8 @@ int sl_client_on_message(sl_client_t *c, const uint8_t *hdr, size_t hdr_len, con
     if (rc) {
         char why[SL_WIRE_MAX_STR + 1];
         snprintf(why, sizeof why, "%s", sl_last_error());
-        SL_WARN("client %llu: invalid message from the coordinator: %s", (unsigned long long)c->o.client_id, why);
+        SL_WARN("client %llu: invalid message from the coordinator: %s", (unsigned long long)c->o.client_id,
+                why);
         return send_error(c, SL_WERR_MALFORMED, why);
     }
     if (m.sender != SL_WIRE_COORDINATOR) {
@@ -336,7 +344,8 @@ int sl_client_on_message(sl_client_t *c, const uint8_t *hdr, size_t hdr_len, con
         if (m.welcome.client_id != c->o.client_id || m.welcome.dim != c->o.dim ||
             (c->o.layout && m.welcome.layout && m.welcome.layout != c->o.layout)) {
             c->state = SL_CLIENT_FAILED;
-            snprintf(c->status, sizeof c->status, "coordinator welcomed client %llu with %llu values; we are %llu with %zu",
+            snprintf(c->status, sizeof c->status,
+                     "coordinator welcomed client %llu with %llu values; we are %llu with %zu",
                      (unsigned long long)m.welcome.client_id, (unsigned long long)m.welcome.dim,
                      (unsigned long long)c->o.client_id, c->o.dim);
             return sl_error(SL_EMISMATCH, "client: %s", c->status);
@@ -460,8 +469,23 @@ double sl_client_next_deadline(const sl_client_t *c)
     return INFINITY;
 }
 
-sl_client_state_t sl_client_state(const sl_client_t *c) { return c->state; }
-uint64_t sl_client_id(const sl_client_t *c) { return c->o.client_id; }
-double sl_client_last_heard(const sl_client_t *c) { return c->last_heard; }
-uint64_t sl_client_rounds_done(const sl_client_t *c) { return c->rounds_done; }
-const char *sl_client_status(const sl_client_t *c) { return c->status; }
+sl_client_state_t sl_client_state(const sl_client_t *c)
+{
+    return c->state;
+}
+uint64_t sl_client_id(const sl_client_t *c)
+{
+    return c->o.client_id;
+}
+double sl_client_last_heard(const sl_client_t *c)
+{
+    return c->last_heard;
+}
+uint64_t sl_client_rounds_done(const sl_client_t *c)
+{
+    return c->rounds_done;
+}
+const char *sl_client_status(const sl_client_t *c)
+{
+    return c->status;
+}

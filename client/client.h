@@ -22,21 +22,21 @@
 #ifndef SL_CLIENT_H
 #define SL_CLIENT_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "core/error.h"
 #include "core/transport.h"
 #include "core/wire.h"
 
+#include <stddef.h>
+#include <stdint.h>
+
 typedef struct sl_client sl_client_t;
 
 typedef enum {
-    SL_CLIENT_INIT = 0,  /* not started */
-    SL_CLIENT_HELLO,     /* HELLO sent, waiting for WELCOME */
-    SL_CLIENT_READY,     /* registered, idle */
-    SL_CLIENT_DONE,      /* the coordinator said BYE (or we left) */
-    SL_CLIENT_FAILED     /* refused (version, layout) or a callback failed fatally */
+    SL_CLIENT_INIT = 0, /* not started */
+    SL_CLIENT_HELLO,    /* HELLO sent, waiting for WELCOME */
+    SL_CLIENT_READY,    /* registered, idle */
+    SL_CLIENT_DONE,     /* the coordinator said BYE (or we left) */
+    SL_CLIENT_FAILED    /* refused (version, layout) or a callback failed fatally */
 } sl_client_state_t;
 
 /* The TASK as the train callback sees it. */
@@ -47,17 +47,17 @@ typedef struct {
 } sl_client_task_t;
 
 typedef struct {
-    uint64_t client_id;          /* stable id (e.g. the HAPT user), != 0 */
-    size_t dim;                  /* trainable vector length */
-    uint64_t layout;             /* layout hash (0 = not checked) */
+    uint64_t client_id; /* stable id (e.g. the HAPT user), != 0 */
+    size_t dim;         /* trainable vector length */
+    uint64_t layout;    /* layout hash (0 = not checked) */
     uint64_t train_examples;
     uint64_t test_examples;
     size_t n_modalities;
     const char *modalities[SL_WIRE_MAX_MODS]; /* copied */
-    double heartbeat_s;          /* idle HEARTBEAT period; 0 = 2 s */
-    double hello_retry_s;        /* HELLO resend period until WELCOME; 0 = 2 s */
-    float *scratch;              /* optional (dim) buffer for the delta, borrowed, may be shared
-                                  * by virtual clients that run one at a time; NULL = own one */
+    double heartbeat_s;                       /* idle HEARTBEAT period; 0 = 2 s */
+    double hello_retry_s;                     /* HELLO resend period until WELCOME; 0 = 2 s */
+    float *scratch;                           /* optional (dim) buffer for the delta, borrowed, may be shared
+                                               * by virtual clients that run one at a time; NULL = own one */
     void *ctx;
     /* Required. Train from `global` (dim) per task->info; write delta = trained - global
      * into `delta` (dim) and fill info (examples > 0, steps, train_loss, seconds; and
@@ -81,8 +81,8 @@ SL_NODISCARD int sl_client_start(sl_client_t *c, double now);
 
 /* One message from the coordinator. Invalid input -> ERROR queued, returns 0. Returns < 0
  * only on a local failure (callback error other than a refused task, out of memory). */
-SL_NODISCARD int sl_client_on_message(sl_client_t *c, const uint8_t *hdr, size_t hdr_len, const uint8_t *payload,
-                                      size_t payload_len, double now);
+SL_NODISCARD int sl_client_on_message(sl_client_t *c, const uint8_t *hdr, size_t hdr_len,
+                                      const uint8_t *payload, size_t payload_len, double now);
 SL_NODISCARD int sl_client_tick(sl_client_t *c, double now);
 
 /* Queue BYE and go DONE (SIGINT). */

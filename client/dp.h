@@ -16,11 +16,11 @@
 #ifndef SL_CLIENT_DP_H
 #define SL_CLIENT_DP_H
 
-#include <stddef.h>
-
 #include "client/client.h"
 #include "core/config.h"
 #include "core/error.h"
+
+#include <stddef.h>
 
 /* Privatize `delta` (dim,) in place for `task`. cfg is borrowed (run.seed and
  * dp.insecure_seeded_noise choose the noise source). *norm_out (may be NULL) receives the
@@ -28,7 +28,7 @@
  * coordinator could not have sent; SL_ENOTSUP for client-side noise with a SecAgg task
  * (the noise must then be discrete, inside the SecAgg path); SL_EINVAL for a non-finite
  * delta (left untouched). */
-SL_NODISCARD int sl_dp_client_apply(const sl_config_t *cfg, const sl_client_task_t *task, float *delta, size_t dim,
-                                    double *norm_out);
+SL_NODISCARD int sl_dp_client_apply(const sl_config_t *cfg, const sl_client_task_t *task, float *delta,
+                                    size_t dim, double *norm_out);
 
 #endif

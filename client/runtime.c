@@ -1,19 +1,19 @@
 #include "client/runtime.h"
 
+#include "core/log.h"
+#include "core/rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
 
-#include "core/log.h"
-#include "core/rng.h"
-
 typedef struct {
     sl_transport_t *t;
     double connected_at;
-    double retry_at;     /* reconnect time while disconnected */
-    unsigned failures;   /* consecutive reconnects */
+    double retry_at;   /* reconnect time while disconnected */
+    unsigned failures; /* consecutive reconnects */
     unsigned reconnects;
 } slot_t;
 
@@ -90,7 +90,8 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
     for (;;) {
         if (opts->stop && *opts->stop) {
             for (size_t i = 0; i < n; i++) {
-                if (slots[i].t && !finished(clients[i]) && sl_client_leave(clients[i], "client interrupted") == 0)
+                if (slots[i].t && !finished(clients[i]) &&
+                    sl_client_leave(clients[i], "client interrupted") == 0)
                     (void)send_outbox(clients[i], slots[i].t);
             }
             rc = sl_error(SL_EINTR, "client: interrupted");
@@ -145,7 +146,8 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
                     drop_slot(&slots[i], opts, now, sl_client_id(clients[i]), sl_last_error());
                     break;
                 }
-                r = sl_client_on_message(clients[i], f.header, f.header_len, f.payload, f.payload_len, sl_now());
+                r = sl_client_on_message(clients[i], f.header, f.header_len, f.payload, f.payload_len,
+                                         sl_now());
                 if (r && !finished(clients[i]))
                     SL_WARN("client %llu: %s", (unsigned long long)sl_client_id(clients[i]), sl_last_error());
                 slots[i].failures = 0;

@@ -15,11 +15,11 @@
 #ifndef SL_CLIENT_RUNTIME_H
 #define SL_CLIENT_RUNTIME_H
 
-#include <signal.h>
-#include <stddef.h>
-
 #include "client/client.h"
 #include "core/transport.h"
+
+#include <signal.h>
+#include <stddef.h>
 
 typedef struct {
     sl_transport_opts_t transport; /* role forced to CLIENT; endpoint, max_message_bytes,

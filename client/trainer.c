@@ -1,15 +1,15 @@
 #include "client/trainer.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #include "core/layout.h"
 #include "core/log.h"
 #include "core/train.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 struct sl_client_trainer {
-    sl_model_t *model;   /* owned clone sharing the base's frozen weights */
-    sl_config_t cfg;     /* the task overrides train.* per round */
+    sl_model_t *model; /* owned clone sharing the base's frozen weights */
+    sl_config_t cfg;   /* the task overrides train.* per round */
     sl_example_source_t train, test;
     int has_test;
     uint64_t wire_id;
@@ -60,7 +60,10 @@ void sl_client_trainer_destroy(sl_client_trainer_t **tp)
     *tp = NULL;
 }
 
-sl_model_t *sl_client_trainer_model(sl_client_trainer_t *t) { return t->model; }
+sl_model_t *sl_client_trainer_model(sl_client_trainer_t *t)
+{
+    return t->model;
+}
 
 void sl_client_trainer_set_task_hook(sl_client_trainer_t *t, sl_task_hook_fn fn, void *ctx)
 {

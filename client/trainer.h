@@ -25,8 +25,8 @@ typedef struct sl_client_trainer sl_client_trainer_t;
 
 /* A trainer for dataset client `index`. `base` (frozen weights shared read-only) and `ds`
  * are borrowed and must outlive the trainer; cfg is copied. Its wire id is index + 1. */
-SL_NODISCARD int sl_client_trainer_new(sl_client_trainer_t **out, const sl_model_t *base, const sl_config_t *cfg,
-                                       sl_dataset_t *ds, size_t index);
+SL_NODISCARD int sl_client_trainer_new(sl_client_trainer_t **out, const sl_model_t *base,
+                                       const sl_config_t *cfg, sl_dataset_t *ds, size_t index);
 void sl_client_trainer_destroy(sl_client_trainer_t **t);
 
 /* Fill client_id, dim, layout, example counts, modalities, ctx, train and evaluate. */

@@ -17,12 +17,13 @@ void sl_aggregator_destroy(sl_aggregator_t **pa)
 
 typedef struct {
     size_t dim;
-    double *sum;   /* (dim) running sum of weight * delta */
+    double *sum; /* (dim) running sum of weight * delta */
     double weight;
     size_t count;
 } mean_t;
 
-static int mean_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+static int mean_begin(void *self, uint64_t round, const uint64_t *clients, size_t n,
+                      const sl_agg_emit_t *emit)
 {
     (void)round, (void)clients, (void)n, (void)emit;
     mean_t *a = self;
@@ -95,13 +96,14 @@ int sl_aggregator_mean_new(sl_aggregator_t **out, size_t dim)
 
 typedef struct {
     size_t dim;
-    double trim;     /* < 0: median */
-    float *rows;     /* (cap, dim) */
+    double trim; /* < 0: median */
+    float *rows; /* (cap, dim) */
     size_t n, cap;
-    float *col;      /* (cap) scratch for one coordinate */
+    float *col; /* (cap) scratch for one coordinate */
 } robust_t;
 
-static int robust_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+static int robust_begin(void *self, uint64_t round, const uint64_t *clients, size_t n,
+                        const sl_agg_emit_t *emit)
 {
     (void)round, (void)clients, (void)emit;
     robust_t *a = self;
@@ -109,7 +111,8 @@ static int robust_begin(void *self, uint64_t round, const uint64_t *clients, siz
     if (n > a->cap) {
         float *r = realloc(a->rows, n * a->dim * sizeof *r);
         if (!r)
-            return sl_error(SL_ENOMEM, "aggregator %s: out of memory for %zu x %zu floats", a->trim < 0 ? "median" : "trimmed_mean", n, a->dim);
+            return sl_error(SL_ENOMEM, "aggregator %s: out of memory for %zu x %zu floats",
+                            a->trim < 0 ? "median" : "trimmed_mean", n, a->dim);
         a->rows = r;
         float *c = realloc(a->col, n * sizeof *c);
         if (!c)
@@ -155,7 +158,8 @@ static int robust_finish(void *self, float *out, size_t dim, sl_agg_result_t *re
             a->col[i] = a->rows[i * dim + j];
         qsort(a->col, n, sizeof *a->col, cmp_float);
         if (a->trim < 0) {
-            out[j] = n % 2 ? a->col[n / 2] : (float)(((double)a->col[n / 2 - 1] + (double)a->col[n / 2]) / 2.0);
+            out[j] =
+                n % 2 ? a->col[n / 2] : (float)(((double)a->col[n / 2 - 1] + (double)a->col[n / 2]) / 2.0);
         } else {
             double s = 0;
             for (size_t i = k; i < n - k; i++)
@@ -198,7 +202,10 @@ static int robust_new(sl_aggregator_t **out, size_t dim, double trim, const char
     return 0;
 }
 
-int sl_aggregator_median_new(sl_aggregator_t **out, size_t dim) { return robust_new(out, dim, -1.0, "median"); }
+int sl_aggregator_median_new(sl_aggregator_t **out, size_t dim)
+{
+    return robust_new(out, dim, -1.0, "median");
+}
 
 int sl_aggregator_trimmed_mean_new(sl_aggregator_t **out, size_t dim, double trim)
 {

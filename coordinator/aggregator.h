@@ -31,10 +31,10 @@
 #ifndef SL_AGGREGATOR_H
 #define SL_AGGREGATOR_H
 
+#include "core/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "core/error.h"
 
 /* How a secure aggregator sends SECAGG_DOWN messages: to one client, `stage`, `blob`
  * (copied before emit returns). Provided by the engine. */
@@ -50,15 +50,16 @@ typedef struct {
 
 typedef struct sl_aggregator {
     const char *name;
-    int secure;          /* 1 = updates arrive masked through SECAGG_* stages */
-    int buffers;         /* 1 = O(clients x dim) memory (robust aggregators) */
+    int secure;  /* 1 = updates arrive masked through SECAGG_* stages */
+    int buffers; /* 1 = O(clients x dim) memory (robust aggregators) */
     void *self;
     /* Required. */
     SL_NODISCARD int (*begin_round)(void *self, uint64_t round, const uint64_t *clients, size_t n,
                                     const sl_agg_emit_t *emit);
     /* Required unless secure. delta: (dim) floats, finite, already checked against
      * update_norm_bound; weight > 0. The pointer is only valid during the call. */
-    SL_NODISCARD int (*add_update)(void *self, uint64_t client, const float *delta, size_t dim, double weight);
+    SL_NODISCARD int (*add_update)(void *self, uint64_t client, const float *delta, size_t dim,
+                                   double weight);
     /* Secure only (else NULL). */
     SL_NODISCARD int (*secagg_message)(void *self, uint64_t client, uint32_t stage, const uint8_t *blob,
                                        size_t len, const sl_agg_emit_t *emit);

@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAGIC "SLCKPT\r\n"
+#define MAGIC      "SLCKPT\r\n"
 #define HASH_BYTES 32
-#define MAX_FILE ((size_t)1 << 34) /* 16 GiB: anything larger is not ours */
+#define MAX_FILE   ((size_t)1 << 34) /* 16 GiB: anything larger is not ours */
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -33,11 +33,12 @@ int sl_checkpoint_encode(const sl_checkpoint_t *ck, uint8_t **out, size_t *len)
     *out = NULL;
     *len = 0;
     if (ck->n_rng > SL_CHECKPOINT_MAX_RNG)
-        return sl_error(SL_EINVAL, "checkpoint: %zu rng positions (max %d)", ck->n_rng, SL_CHECKPOINT_MAX_RNG);
+        return sl_error(SL_EINVAL, "checkpoint: %zu rng positions (max %d)", ck->n_rng,
+                        SL_CHECKPOINT_MAX_RNG);
     if (ck->dim && !ck->global)
         return sl_error(SL_EINVAL, "checkpoint: no global vector");
-    size_t n = 8 + 4 + 4 + 5 * 8 + 8 + ck->n_rng * 8 + 8 + ck->dim * 4 + 8 + ck->strategy_len + 8 + ck->ext_len +
-               HASH_BYTES;
+    size_t n = 8 + 4 + 4 + 5 * 8 + 8 + ck->n_rng * 8 + 8 + ck->dim * 4 + 8 + ck->strategy_len + 8 +
+               ck->ext_len + HASH_BYTES;
     uint8_t *b = malloc(n);
     if (!b)
         return sl_error(SL_ENOMEM, "checkpoint: out of memory (%zu bytes)", n);
@@ -105,7 +106,8 @@ int sl_checkpoint_decode(const uint8_t *buf, size_t len, const char *name, sl_ch
         return sl_error(SL_EFORMAT, "%s: truncated (%zu bytes)", name, len);
     if (memcmp(buf, MAGIC, 8) != 0)
         return sl_error(SL_EFORMAT, "%s: not a starling checkpoint (bad magic)", name);
-    uint32_t version = (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 | (uint32_t)buf[11] << 24;
+    uint32_t version =
+        (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 | (uint32_t)buf[11] << 24;
     if (version != SL_CHECKPOINT_VERSION)
         return sl_error(SL_EFORMAT, "%s: checkpoint version %u, this build reads %d", name, version,
                         SL_CHECKPOINT_VERSION);
@@ -125,7 +127,8 @@ int sl_checkpoint_decode(const uint8_t *buf, size_t len, const char *name, sl_ch
     if ((rc = take(buf, end, &o, 8, &c, name, "rng table")))
         goto fail;
     if (c > SL_CHECKPOINT_MAX_RNG) {
-        rc = sl_error(SL_EFORMAT, "%s: %llu rng positions (max %d)", name, (unsigned long long)c, SL_CHECKPOINT_MAX_RNG);
+        rc = sl_error(SL_EFORMAT, "%s: %llu rng positions (max %d)", name, (unsigned long long)c,
+                      SL_CHECKPOINT_MAX_RNG);
         goto fail;
     }
     ck->n_rng = (size_t)c;

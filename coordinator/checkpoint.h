@@ -20,27 +20,27 @@
 #ifndef SL_CHECKPOINT_H
 #define SL_CHECKPOINT_H
 
+#include "core/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "core/error.h"
 
 #define SL_CHECKPOINT_VERSION 1
 #define SL_CHECKPOINT_MAX_RNG 16
 
 typedef struct {
-    uint64_t round;       /* last completed round (the resumed run starts at round + 1) */
-    uint64_t seed;        /* run.seed: a resume with a different seed is refused */
-    uint64_t attempt;     /* reserved: retries already spent (0) */
-    uint64_t bytes_up;    /* cumulative traffic so far */
+    uint64_t round;    /* last completed round (the resumed run starts at round + 1) */
+    uint64_t seed;     /* run.seed: a resume with a different seed is refused */
+    uint64_t attempt;  /* reserved: retries already spent (0) */
+    uint64_t bytes_up; /* cumulative traffic so far */
     uint64_t bytes_down;
     size_t n_rng;
     uint64_t rng[SL_CHECKPOINT_MAX_RNG]; /* stream positions of extensions (sl_rng_tell) */
     size_t dim;
-    float *global;        /* (dim) */
-    uint8_t *strategy;    /* server-optimizer state */
+    float *global;     /* (dim) */
+    uint8_t *strategy; /* server-optimizer state */
     size_t strategy_len;
-    uint8_t *ext;         /* extension state */
+    uint8_t *ext; /* extension state */
     size_t ext_len;
 } sl_checkpoint_t;
 

@@ -46,9 +46,6 @@
 #ifndef SL_COORDINATOR_DP_H
 #define SL_COORDINATOR_DP_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "coordinator/aggregator.h"
 #include "coordinator/engine.h"
 #include "coordinator/runlog.h"
@@ -56,6 +53,9 @@
 #include "core/error.h"
 #include "core/wire.h"
 #include "privacy/dp/accountant.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_dp_coord sl_dp_coord_t;
 

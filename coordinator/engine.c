@@ -1,33 +1,33 @@
 #include "coordinator/engine.h"
 
+#include "coordinator/strategy.h"
+#include "core/log.h"
+#include "core/rng.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/strategy.h"
-#include "core/log.h"
-#include "core/rng.h"
-
-#define BAN_SLOTS 256
+#define BAN_SLOTS      256
 #define LOG_PER_SECOND 20
 
 typedef struct {
     uint64_t id;
     sl_peer_t peer;
-    int live;                /* registered and believed connected */
+    int live; /* registered and believed connected */
     uint64_t train_examples;
     uint64_t test_examples;
     double last_seen;
-    double rl_window;        /* rate limit: start of the current 1 s window */
+    double rl_window; /* rate limit: start of the current 1 s window */
     uint32_t rl_count;
     uint32_t invalid;
-    uint64_t tag;            /* round tag when sampled (see round_tag) */
-    int answered;            /* answered in the tagged round attempt */
-    int granted;             /* holds an upload credit in the tagged round attempt */
-    int waiting;             /* READY queued for a credit */
-    uint64_t eval_tag;       /* final evaluation: EVALUATE sent */
+    uint64_t tag;      /* round tag when sampled (see round_tag) */
+    int answered;      /* answered in the tagged round attempt */
+    int granted;       /* holds an upload credit in the tagged round attempt */
+    int waiting;       /* READY queued for a credit */
+    uint64_t eval_tag; /* final evaluation: EVALUATE sent */
     int eval_answered;
 } client_t;
 
@@ -40,8 +40,8 @@ typedef struct {
     sl_peer_t peer;
     uint64_t client;
     size_t hdr_off, hdr_len;
-    const void *payload;     /* borrowed (global vector) or NULL */
-    size_t pay_off;          /* arena payload (SECAGG blobs) when payload == NULL and pay_len > 0 */
+    const void *payload; /* borrowed (global vector) or NULL */
+    size_t pay_off;      /* arena payload (SECAGG blobs) when payload == NULL and pay_len > 0 */
     size_t pay_len;
     sl_shared_buf_t *shared; /* reference held while queued */
 } pending_t;
@@ -50,9 +50,9 @@ struct sl_engine {
     sl_config_t cfg;
     size_t dim;
     uint64_t layout;
-    float *global;           /* (dim) */
-    sl_shared_buf_t *bcast;  /* (dim) snapshot of global that TASK / EVALUATE payloads reference */
-    float *agg_out;          /* (dim) aggregated delta scratch */
+    float *global;          /* (dim) */
+    sl_shared_buf_t *bcast; /* (dim) snapshot of global that TASK / EVALUATE payloads reference */
+    float *agg_out;         /* (dim) aggregated delta scratch */
     sl_aggregator_t *agg;
     sl_strategy_t *strategy;
     sl_engine_hooks_t hooks;
@@ -61,36 +61,36 @@ struct sl_engine {
     double start_timeout;
     int final_eval;
     size_t max_uploads;
-    size_t inflight;         /* credits held */
-    size_t *waitq;           /* client indices waiting for a credit (FIFO, one slot per sampled) */
+    size_t inflight; /* credits held */
+    size_t *waitq;   /* client indices waiting for a credit (FIFO, one slot per sampled) */
     size_t wq_head, wq_tail, cap_waitq;
 
     sl_engine_state_t state;
     char status[512];
     int fail_code;
 
-    client_t *clients;       /* registry, never shrinks */
+    client_t *clients; /* registry, never shrinks */
     size_t n_clients, cap_clients;
-    int32_t *by_peer;        /* open-addressing tables of client indices (-1 = empty) */
+    int32_t *by_peer; /* open-addressing tables of client indices (-1 = empty) */
     int32_t *by_id;
-    size_t table_cap;        /* power of two */
+    size_t table_cap; /* power of two */
     size_t stale_peers;
 
     ban_t bans[BAN_SLOTS];
     size_t ban_next;
 
     /* round */
-    uint64_t round;          /* current round (1-based) */
+    uint64_t round; /* current round (1-based) */
     uint64_t completed;
     uint32_t attempt;
     uint32_t attempts_total;
     double first_tick;
     double round_start;
     double deadline;
-    size_t *sampled;         /* client indices of the current attempt */
+    size_t *sampled; /* client indices of the current attempt */
     size_t n_sampled, cap_sampled;
     size_t n_answered, n_left;
-    sl_round_report_t rep;   /* accumulating */
+    sl_round_report_t rep; /* accumulating */
     double loss_sum, loss_w, eval_loss_sum, eval_acc_sum;
     uint64_t eval_n;
     sl_task_info_t task;
@@ -116,12 +116,15 @@ struct sl_engine {
 
     double log_window;
     int log_count;
-    double last_now;         /* clock of the latest call, for the summary's total time */
+    double last_now; /* clock of the latest call, for the summary's total time */
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static void peer_str(const sl_peer_t *p, char *buf, size_t cap) { sl_peer_format(p, buf, cap); }
+static void peer_str(const sl_peer_t *p, char *buf, size_t cap)
+{
+    sl_peer_format(p, buf, cap);
+}
 
 /* Rate-limited warning for peer misbehaviour: a flood must not flood the log. */
 static void warn_peer(sl_engine_t *e, double now, const char *fmt, ...) SL_PRINTF(3, 4);
@@ -422,7 +425,10 @@ static size_t live_count(const sl_engine_t *e, double now)
     return n;
 }
 
-static uint64_t round_tag(const sl_engine_t *e) { return (e->round << 16) | (e->attempt & 0xffffu); }
+static uint64_t round_tag(const sl_engine_t *e)
+{
+    return (e->round << 16) | (e->attempt & 0xffffu);
+}
 
 typedef struct {
     uint64_t id;
@@ -457,7 +463,8 @@ static int agg_emit(void *engine, uint64_t client, uint32_t stage, const uint8_t
     sl_engine_t *e = engine;
     int k = find_by_id(e, client);
     if (k < 0)
-        return sl_error(SL_ENOTFOUND, "engine: SECAGG_DOWN to unknown client %llu", (unsigned long long)client);
+        return sl_error(SL_ENOTFOUND, "engine: SECAGG_DOWN to unknown client %llu",
+                        (unsigned long long)client);
     sl_msg_t m;
     sl_msg_init(&m, SL_MSG_SECAGG_DOWN, e->round, SL_WIRE_COORDINATOR);
     m.stage = stage;
@@ -679,7 +686,8 @@ static int close_round(sl_engine_t *e, double now)
         e->attempts_total++;
         char msg[400];
         snprintf(msg, sizeof msg, "round %llu: %zu of %zu sampled clients reported, quorum is %zu",
-                 (unsigned long long)e->round, agg_rc == 0 ? res.count : e->rep.reported, e->rep.sampled, quorum);
+                 (unsigned long long)e->round, agg_rc == 0 ? res.count : e->rep.reported, e->rep.sampled,
+                 quorum);
         if (e->cfg.federation.quorum_policy == SL_QUORUM_FAIL)
             return fail_run(e, SL_EQUORUM, msg);
         if (e->attempt >= (uint32_t)e->cfg.federation.max_retries) {
@@ -807,13 +815,16 @@ int sl_engine_new(sl_engine_t **out, const sl_engine_opts_t *o)
             goto fail;
     }
     if ((robust || e->agg->buffers) && (e->cfg.secagg.enabled || e->agg->secure)) {
-        rc = sl_error(SL_ECONFIG, "engine: the %s aggregator needs individual updates; it cannot run with "
-                                  "secure aggregation ([secagg] enabled = true)", robust ? sl_config_enum_name("federation", "strategy", strat) : e->agg->name);
+        rc = sl_error(SL_ECONFIG,
+                      "engine: the %s aggregator needs individual updates; it cannot run with "
+                      "secure aggregation ([secagg] enabled = true)",
+                      robust ? sl_config_enum_name("federation", "strategy", strat) : e->agg->name);
         goto fail;
     }
     if (!e->agg->begin_round || !e->agg->finish || (!e->agg->secure && !e->agg->add_update) ||
         (e->agg->secure && !e->agg->secagg_message)) {
-        rc = sl_error(SL_EINVAL, "engine: aggregator \"%s\" lacks a required function", e->agg->name ? e->agg->name : "?");
+        rc = sl_error(SL_EINVAL, "engine: aggregator \"%s\" lacks a required function",
+                      e->agg->name ? e->agg->name : "?");
         goto fail;
     }
     if ((rc = sl_strategy_new(&e->strategy, &e->cfg, o->dim)))
@@ -829,7 +840,8 @@ int sl_engine_new(sl_engine_t **out, const sl_engine_opts_t *o)
             goto fail;
         }
         if (ck->dim != o->dim) {
-            rc = sl_error(SL_EMISMATCH, "engine: checkpoint vector has %zu values, the model has %zu", ck->dim, o->dim);
+            rc = sl_error(SL_EMISMATCH, "engine: checkpoint vector has %zu values, the model has %zu",
+                          ck->dim, o->dim);
             goto fail;
         }
         memcpy(e->global, ck->global, o->dim * sizeof *e->global);
@@ -910,16 +922,19 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
         char why[200];
         snprintf(why, sizeof why, "no common protocol version: client speaks %u..%u, coordinator %d..%d",
                  m->hello.version_min, m->version, SL_WIRE_VERSION_MIN, SL_WIRE_VERSION);
-        warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s", (unsigned long long)m->sender, ps, why);
+        warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s",
+                  (unsigned long long)m->sender, ps, why);
         return send_error(e, peer, 0, SL_WERR_VERSION, why);
     }
     if (m->hello.dim != e->dim || (e->layout && m->hello.layout && m->hello.layout != e->layout)) {
         char why[200];
-        snprintf(why, sizeof why, "model layout differs: client has %llu trainable values (layout %016llx), the run "
-                                  "has %zu (layout %016llx)",
+        snprintf(why, sizeof why,
+                 "model layout differs: client has %llu trainable values (layout %016llx), the run "
+                 "has %zu (layout %016llx)",
                  (unsigned long long)m->hello.dim, (unsigned long long)m->hello.layout, e->dim,
                  (unsigned long long)e->layout);
-        warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s", (unsigned long long)m->sender, ps, why);
+        warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s",
+                  (unsigned long long)m->sender, ps, why);
         return send_error(e, peer, 0, SL_WERR_LAYOUT, why);
     }
     if (e->hooks.authorize) {
@@ -927,8 +942,8 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
         if (rc < 0) {
             char why[300];
             snprintf(why, sizeof why, "not authorized: %s", sl_last_error());
-            warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s", (unsigned long long)m->sender, ps,
-                      why);
+            warn_peer(e, now, "coordinator: HELLO from client %llu (%s) refused: %s",
+                      (unsigned long long)m->sender, ps, why);
             return send_error(e, peer, 0, SL_WERR_REFUSED, why);
         }
     }
@@ -998,7 +1013,8 @@ static int handle_hello(sl_engine_t *e, const sl_peer_t *peer, const sl_msg_t *m
             return rc;
         return queue_task(e, (size_t)k);
     }
-    if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered) {
+    if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) &&
+        !c->eval_answered) {
         sl_msg_t ev;
         sl_msg_init(&ev, SL_MSG_EVALUATE, e->round, SL_WIRE_COORDINATOR);
         ev.n = e->dim;
@@ -1081,8 +1097,8 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
     client_t *c = &e->clients[k];
     if (e->state != SL_ENGINE_ROUND || m->round < e->round) {
         e->rep.late++;
-        SL_DEBUG("coordinator: late update from client %llu for round %llu discarded", (unsigned long long)c->id,
-                 (unsigned long long)m->round);
+        SL_DEBUG("coordinator: late update from client %llu for round %llu discarded",
+                 (unsigned long long)c->id, (unsigned long long)m->round);
         return 0;
     }
     if (m->round > e->round) {
@@ -1100,7 +1116,8 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
     if ((!secure && m->n != e->dim) || (secure && m->n != 0)) {
         strike(e, k, now);
         char why[160];
-        snprintf(why, sizeof why, "update has %llu values, expected %zu", (unsigned long long)m->n, secure ? (size_t)0 : e->dim);
+        snprintf(why, sizeof why, "update has %llu values, expected %zu", (unsigned long long)m->n,
+                 secure ? (size_t)0 : e->dim);
         return send_error(e, &c->peer, c->id, SL_WERR_LAYOUT, why);
     }
     double bound = e->cfg.federation.update_norm_bound;
@@ -1112,9 +1129,11 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
             e->n_left++;
             if (release_credit(e, c))
                 return fail_run(e, SL_ENOMEM, sl_last_error());
-            warn_peer(e, now, "coordinator: update of client %llu rejected: L2 norm %.4g above the bound %.4g",
+            warn_peer(e, now,
+                      "coordinator: update of client %llu rejected: L2 norm %.4g above the bound %.4g",
                       (unsigned long long)c->id, nrm, bound);
-            int rc = send_error(e, &c->peer, c->id, SL_WERR_UNEXPECTED, "update norm above federation.update_norm_bound");
+            int rc = send_error(e, &c->peer, c->id, SL_WERR_UNEXPECTED,
+                                "update norm above federation.update_norm_bound");
             if (rc)
                 return rc;
             return maybe_close(e, now);
@@ -1153,7 +1172,8 @@ static void client_left(sl_engine_t *e, int k)
         if (release_credit(e, c))
             SL_WARN("coordinator: %s", sl_last_error());
     }
-    if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered) {
+    if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) &&
+        !c->eval_answered) {
         c->eval_answered = 1;
         e->fe_answered++;
     }
@@ -1188,8 +1208,8 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
         }
         if (++c->rl_count > (uint32_t)e->cfg.net.max_messages_per_second) {
             if (c->rl_count == (uint32_t)e->cfg.net.max_messages_per_second + 1)
-                warn_peer(e, now, "coordinator: client %llu exceeds %lld messages/s: dropping", (unsigned long long)c->id,
-                          (long long)e->cfg.net.max_messages_per_second);
+                warn_peer(e, now, "coordinator: client %llu exceeds %lld messages/s: dropping",
+                          (unsigned long long)c->id, (long long)e->cfg.net.max_messages_per_second);
             return 0;
         }
     }
@@ -1238,8 +1258,8 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
             return rc;
         break;
     case SL_MSG_RESULT:
-        if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) && !c->eval_answered &&
-            m.round == e->round) {
+        if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) &&
+            !c->eval_answered && m.round == e->round) {
             c->eval_answered = 1;
             e->fe_answered++;
             e->fe.examples += m.eval.examples;
@@ -1280,7 +1300,8 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
             rc = after_fe(e);
         return rc;
     case SL_MSG_ERROR:
-        warn_peer(e, now, "coordinator: client %llu reports error %d: %s", (unsigned long long)c->id, m.code, m.why);
+        warn_peer(e, now, "coordinator: client %llu reports error %d: %s", (unsigned long long)c->id, m.code,
+                  m.why);
         /* a client that failed its task is out of this round (but stays registered) */
         if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
             c->answered = 1;
@@ -1312,9 +1333,8 @@ int sl_engine_tick(sl_engine_t *e, double now)
     switch (e->state) {
     case SL_ENGINE_WAITING: {
         size_t live = live_count(e, now);
-        if (live >= e->start_clients ||
-            (e->start_timeout > 0 && now - e->first_tick >= e->start_timeout &&
-             live >= (size_t)e->cfg.federation.min_clients))
+        if (live >= e->start_clients || (e->start_timeout > 0 && now - e->first_tick >= e->start_timeout &&
+                                         live >= (size_t)e->cfg.federation.min_clients))
             return start_attempt(e, now);
         return 0;
     }
@@ -1378,10 +1398,22 @@ double sl_engine_next_deadline(const sl_engine_t *e)
     }
 }
 
-sl_engine_state_t sl_engine_state(const sl_engine_t *e) { return e->state; }
-const char *sl_engine_status(const sl_engine_t *e) { return e->status; }
-uint64_t sl_engine_round(const sl_engine_t *e) { return e->round; }
-uint64_t sl_engine_rounds_completed(const sl_engine_t *e) { return e->completed; }
+sl_engine_state_t sl_engine_state(const sl_engine_t *e)
+{
+    return e->state;
+}
+const char *sl_engine_status(const sl_engine_t *e)
+{
+    return e->status;
+}
+uint64_t sl_engine_round(const sl_engine_t *e)
+{
+    return e->round;
+}
+uint64_t sl_engine_rounds_completed(const sl_engine_t *e)
+{
+    return e->completed;
+}
 const float *sl_engine_global(const sl_engine_t *e, size_t *dim)
 {
     if (dim)
@@ -1395,8 +1427,14 @@ size_t sl_engine_registered(const sl_engine_t *e)
         n += e->clients[k].live ? 1u : 0u;
     return n;
 }
-const sl_round_report_t *sl_engine_last_report(const sl_engine_t *e) { return e->have_last ? &e->last : NULL; }
-const sl_eval_info_t *sl_engine_final_eval(const sl_engine_t *e) { return &e->fe; }
+const sl_round_report_t *sl_engine_last_report(const sl_engine_t *e)
+{
+    return e->have_last ? &e->last : NULL;
+}
+const sl_eval_info_t *sl_engine_final_eval(const sl_engine_t *e)
+{
+    return &e->fe;
+}
 
 int sl_engine_checkpoint(const sl_engine_t *e, sl_checkpoint_t *ck)
 {

@@ -42,9 +42,6 @@
 #ifndef SL_ENGINE_H
 #define SL_ENGINE_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "coordinator/aggregator.h"
 #include "coordinator/checkpoint.h"
 #include "coordinator/runlog.h"
@@ -52,6 +49,9 @@
 #include "core/error.h"
 #include "core/transport.h"
 #include "core/wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_engine sl_engine_t;
 
@@ -85,36 +85,35 @@ typedef struct {
 } sl_engine_hooks_t;
 
 typedef struct {
-    const sl_config_t *cfg;       /* copied at _new: federation.*, train.* (TASK), dp.*, net.* */
-    size_t dim;                   /* trainable vector length */
-    const float *init;            /* (dim) initial global vector, copied */
-    uint64_t layout;              /* layout hash clients must match (0 = not checked) */
-    sl_aggregator_t *aggregator;  /* NULL = from cfg (mean / median / trimmed_mean); else the
-                                   * engine takes ownership (DP / SecAgg wrappers) */
-    size_t start_clients;         /* registrations before round 1; 0 = min_clients */
-    double start_timeout;         /* seconds after the first tick; 0 = wait for start_clients */
-    int final_eval;               /* federated evaluation of the final vector on every client */
-    size_t max_uploads;           /* 0 = federation.upload_window. Upload credits: at most this many clients upload at once
-                                   * (TASK "cred": READY -> GRANT -> UPDATE), bounding the
-                                   * coordinator's receive buffers to max_uploads x model
-                                   * whatever the number of clients; 0 = no credits (clients
-                                   * upload as soon as they trained). Ignored under SecAgg. */
+    const sl_config_t *cfg;      /* copied at _new: federation.*, train.* (TASK), dp.*, net.* */
+    size_t dim;                  /* trainable vector length */
+    const float *init;           /* (dim) initial global vector, copied */
+    uint64_t layout;             /* layout hash clients must match (0 = not checked) */
+    sl_aggregator_t *aggregator; /* NULL = from cfg (mean / median / trimmed_mean); else the
+                                  * engine takes ownership (DP / SecAgg wrappers) */
+    size_t start_clients;        /* registrations before round 1; 0 = min_clients */
+    double start_timeout;        /* seconds after the first tick; 0 = wait for start_clients */
+    int final_eval;              /* federated evaluation of the final vector on every client */
+    size_t max_uploads; /* 0 = federation.upload_window. Upload credits: at most this many clients upload at
+                         * once (TASK "cred": READY -> GRANT -> UPDATE), bounding the coordinator's receive
+                         * buffers to max_uploads x model whatever the number of clients; 0 = no credits
+                         * (clients upload as soon as they trained). Ignored under SecAgg. */
     const sl_checkpoint_t *resume; /* continue after resume->round (NULL = fresh run) */
-    sl_runlog_t *runlog;          /* borrowed; NULL = no metrics/checkpoint files */
+    sl_runlog_t *runlog;           /* borrowed; NULL = no metrics/checkpoint files */
     sl_engine_hooks_t hooks;
 } sl_engine_opts_t;
 
 /* A message to send. Views valid until the next engine call. */
 typedef struct {
     sl_peer_t peer;
-    uint64_t client;              /* destination client id (0 if unregistered peer) */
+    uint64_t client; /* destination client id (0 if unregistered peer) */
     const uint8_t *header;
     size_t header_len;
-    const void *payload;          /* NULL = no payload frame */
+    const void *payload; /* NULL = no payload frame */
     size_t payload_len;
-    sl_shared_buf_t *shared;      /* non-NULL: payload lives in this refcounted buffer (the
-                                   * round's broadcast snapshot): send it with
-                                   * sl_transport_send_shared (zero copy) */
+    sl_shared_buf_t *shared; /* non-NULL: payload lives in this refcounted buffer (the
+                              * round's broadcast snapshot): send it with
+                              * sl_transport_send_shared (zero copy) */
 } sl_outmsg_t;
 
 /* Validates opts (SL_ECONFIG for e.g. a robust aggregator with secagg.enabled, or a
@@ -132,8 +131,8 @@ void sl_engine_destroy(sl_engine_t **e);
  * Bad peer input is handled here (ERROR reply queued, logged, counted) and returns 0;
  * < 0 only when the run itself fails (hook error, out of memory, quorum failure), after
  * which the state is FAILED. */
-SL_NODISCARD int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *hdr, size_t hdr_len,
-                                      const uint8_t *payload, size_t payload_len, double now);
+SL_NODISCARD int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *hdr,
+                                      size_t hdr_len, const uint8_t *payload, size_t payload_len, double now);
 
 /* Time passes: start rounds, close rounds at their deadline, retry, finish. Same returns. */
 SL_NODISCARD int sl_engine_tick(sl_engine_t *e, double now);

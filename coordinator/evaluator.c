@@ -1,8 +1,8 @@
 #include "coordinator/evaluator.h"
 
-#include <string.h>
-
 #include "core/train.h"
+
+#include <string.h>
 
 int sl_evaluator_run(sl_evaluator_t *ev, const float *global, size_t dim, sl_eval_info_t *out)
 {

@@ -7,12 +7,12 @@
 #ifndef SL_EVALUATOR_H
 #define SL_EVALUATOR_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "core/batch.h"
 #include "core/model.h"
 #include "core/wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     sl_model_t *model;       /* borrowed; its trainable vector is overwritten */

@@ -1,10 +1,10 @@
 #include "coordinator/identity.h"
 
+#include "core/keys.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/keys.h"
 
 /* Open addressing on client id; key "" never stored (require_key = 0 lets it through). */
 typedef struct {

@@ -8,12 +8,12 @@
 #ifndef SL_IDENTITY_H
 #define SL_IDENTITY_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "core/error.h"
 #include "core/transport.h"
 #include "core/wire.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_identity sl_identity_t;
 

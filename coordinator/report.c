@@ -104,17 +104,20 @@ static void plot(FILE *out, const char *title, const double *x, const double *y,
     fprintf(out, "<text x=\"%.0f\" y=\"18\" class=\"t\">", L);
     put_escaped(out, title);
     fputs("</text>\n", out);
-    fprintf(out, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" class=\"ax\"/>", L, H - B, W - R, H - B);
+    fprintf(out, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" class=\"ax\"/>", L, H - B, W - R,
+            H - B);
     fprintf(out, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" class=\"ax\"/>\n", L, T, L, H - B);
     for (int k = 0; k <= 4; k++) {
         double v = ymin + (ymax - ymin) * k / 4.0;
         double py = (H - B) - (H - B - T) * k / 4.0;
-        fprintf(out, "<text x=\"%.0f\" y=\"%.1f\" class=\"l\" text-anchor=\"end\">%.4g</text>", L - 5, py + 4, v);
-        fprintf(out, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" class=\"g\"/>\n", L, py, W - R, py);
+        fprintf(out, "<text x=\"%.0f\" y=\"%.1f\" class=\"l\" text-anchor=\"end\">%.4g</text>", L - 5, py + 4,
+                v);
+        fprintf(out, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" class=\"g\"/>\n", L, py, W - R,
+                py);
     }
     fprintf(out, "<text x=\"%.0f\" y=\"%.0f\" class=\"l\">round %.0f</text>", L, H - 12, xmin);
-    fprintf(out, "<text x=\"%.0f\" y=\"%.0f\" class=\"l\" text-anchor=\"end\">round %.0f</text>\n", W - R, H - 12,
-            xmax);
+    fprintf(out, "<text x=\"%.0f\" y=\"%.0f\" class=\"l\" text-anchor=\"end\">round %.0f</text>\n", W - R,
+            H - 12, xmax);
     fputs("<polyline class=\"p\" points=\"", out);
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(y[i]))

@@ -96,8 +96,14 @@ void sl_runlog_destroy(sl_runlog_t **prl)
     *prl = NULL;
 }
 
-const char *sl_runlog_dir(const sl_runlog_t *rl) { return rl->dir; }
-const char *sl_runlog_checkpoint_path(const sl_runlog_t *rl) { return rl->ckpt; }
+const char *sl_runlog_dir(const sl_runlog_t *rl)
+{
+    return rl->dir;
+}
+const char *sl_runlog_checkpoint_path(const sl_runlog_t *rl)
+{
+    return rl->ckpt;
+}
 
 static void add_num(cJSON *o, const char *k, double v, int *err)
 {
@@ -166,8 +172,8 @@ int sl_runlog_round(sl_runlog_t *rl, const sl_round_report_t *r)
     return rc;
 }
 
-int sl_runlog_summary(sl_runlog_t *rl, const char *status, uint64_t rounds_completed, const sl_round_report_t *last,
-                      double total_seconds)
+int sl_runlog_summary(sl_runlog_t *rl, const char *status, uint64_t rounds_completed,
+                      const sl_round_report_t *last, double total_seconds)
 {
     int rc = 0, err = 0;
     char *text = NULL;

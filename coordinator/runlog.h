@@ -14,32 +14,32 @@
 #ifndef SL_RUNLOG_H
 #define SL_RUNLOG_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "core/config.h"
 #include "core/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 /* One completed round, as the engine reports it. NaN = not measured this round. */
 typedef struct {
     uint64_t round;
-    uint32_t attempt;        /* retries this round needed (quorum) */
-    size_t sampled;          /* clients sent a TASK */
-    size_t reported;         /* updates aggregated */
-    size_t dropped;          /* sampled clients that did not answer in time */
-    size_t rejected;         /* updates refused (norm bound, invalid) */
-    size_t late;             /* updates of an earlier round / duplicates discarded */
-    double train_loss;       /* mean client train loss, weighted by examples */
-    double eval_loss;        /* federated evaluation (clients' local test splits) */
+    uint32_t attempt;  /* retries this round needed (quorum) */
+    size_t sampled;    /* clients sent a TASK */
+    size_t reported;   /* updates aggregated */
+    size_t dropped;    /* sampled clients that did not answer in time */
+    size_t rejected;   /* updates refused (norm bound, invalid) */
+    size_t late;       /* updates of an earlier round / duplicates discarded */
+    double train_loss; /* mean client train loss, weighted by examples */
+    double eval_loss;  /* federated evaluation (clients' local test splits) */
     double accuracy;
     uint64_t eval_examples;
-    double central_loss;     /* centralized evaluation hook */
+    double central_loss; /* centralized evaluation hook */
     double central_accuracy;
     double central_f1;
-    uint64_t bytes_up;       /* wire bytes received this round (headers + payloads) */
-    uint64_t bytes_down;     /* wire bytes sent this round */
+    uint64_t bytes_up;   /* wire bytes received this round (headers + payloads) */
+    uint64_t bytes_down; /* wire bytes sent this round */
     double round_seconds;
-    double epsilon;          /* DP: filled by the round_end hook */
+    double epsilon; /* DP: filled by the round_end hook */
 } sl_round_report_t;
 
 /* A report with every float field NaN and counters 0. */

@@ -1,10 +1,10 @@
 #include "coordinator/server.h"
 
+#include "core/log.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/log.h"
 
 #define MAX_GONE 64
 
@@ -18,10 +18,11 @@ static int flush(sl_engine_t *e, sl_transport_t *t)
         sl_peer_t gone[MAX_GONE];
         size_t ngone = 0;
         for (size_t i = 0; i < n; i++) {
-            int rc = out[i].shared ? sl_transport_send_shared(t, &out[i].peer, out[i].header, out[i].header_len,
-                                                              out[i].shared, out[i].payload_len)
-                                   : sl_transport_send(t, &out[i].peer, out[i].header, out[i].header_len,
-                                                       out[i].payload, out[i].payload_len);
+            int rc = out[i].shared
+                         ? sl_transport_send_shared(t, &out[i].peer, out[i].header, out[i].header_len,
+                                                    out[i].shared, out[i].payload_len)
+                         : sl_transport_send(t, &out[i].peer, out[i].header, out[i].header_len,
+                                             out[i].payload, out[i].payload_len);
             if (rc == SL_ENET) {
                 if (ngone < MAX_GONE)
                     gone[ngone++] = out[i].peer;
@@ -49,8 +50,8 @@ static int flush(sl_engine_t *e, sl_transport_t *t)
     return 0;
 }
 
-int sl_coordinator_run(sl_engine_t *e, sl_transport_t *t, volatile sig_atomic_t *stop, sl_progress_fn progress,
-                       void *progress_ctx)
+int sl_coordinator_run(sl_engine_t *e, sl_transport_t *t, volatile sig_atomic_t *stop,
+                       sl_progress_fn progress, void *progress_ctx)
 {
     uint64_t reported = sl_engine_rounds_completed(e);
     int rc = 0;

@@ -13,10 +13,10 @@
 #ifndef SL_SERVER_H
 #define SL_SERVER_H
 
-#include <signal.h>
-
 #include "coordinator/engine.h"
 #include "core/transport.h"
+
+#include <signal.h>
 
 /* Called after every completed round (progress bars); may be NULL. */
 typedef void (*sl_progress_fn)(void *ctx, const sl_round_report_t *rep);

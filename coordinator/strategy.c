@@ -5,13 +5,13 @@
 #include <string.h>
 
 struct sl_strategy {
-    int kind;          /* sl_strategy_kind_t */
+    int kind; /* sl_strategy_kind_t */
     size_t dim;
     double eta, momentum, beta1, beta2, tau;
-    uint64_t steps;    /* rounds applied */
-    float *m;          /* (dim) first moment / momentum; NULL for plain kinds */
-    float *v;          /* (dim) second moment; NULL unless adaptive */
-    double *next;      /* (dim) scratch: candidate new values, so a failed step changes nothing */
+    uint64_t steps; /* rounds applied */
+    float *m;       /* (dim) first moment / momentum; NULL for plain kinds */
+    float *v;       /* (dim) second moment; NULL unless adaptive */
+    double *next;   /* (dim) scratch: candidate new values, so a failed step changes nothing */
 };
 
 static int adaptive(int kind)
@@ -102,7 +102,8 @@ int sl_strategy_apply(sl_strategy_t *s, float *x, const float *d)
             float mf = (float)m, vf = (float)v;
             s->next[i] = (double)x[i] + eta * (double)mf / (sqrt((double)vf) + tau);
             if (!isfinite(s->next[i]) || !isfinite(mf) || !isfinite(vf))
-                return sl_error(SL_ENOTFINITE, "strategy %s: non-finite step at coordinate %zu", sl_strategy_name(s), i);
+                return sl_error(SL_ENOTFINITE, "strategy %s: non-finite step at coordinate %zu",
+                                sl_strategy_name(s), i);
         }
         for (size_t i = 0; i < n; i++) {
             double di = (double)d[i], d2 = di * di;
@@ -137,7 +138,8 @@ int sl_strategy_apply(sl_strategy_t *s, float *x, const float *d)
     }
     for (size_t i = 0; i < n; i++)
         if (!isfinite((float)s->next[i]))
-            return sl_error(SL_ENOTFINITE, "strategy %s: non-finite step at coordinate %zu", sl_strategy_name(s), i);
+            return sl_error(SL_ENOTFINITE, "strategy %s: non-finite step at coordinate %zu",
+                            sl_strategy_name(s), i);
     for (size_t i = 0; i < n; i++)
         x[i] = (float)s->next[i];
     s->steps++;
@@ -146,9 +148,9 @@ int sl_strategy_apply(sl_strategy_t *s, float *x, const float *d)
 
 /* ---- state ------------------------------------------------------------------------------ */
 
-#define ST_MAGIC "SLST"
+#define ST_MAGIC   "SLST"
 #define ST_VERSION 1u
-#define ST_HEAD (4 + 4 + 4 + 4 + 8 + 8)
+#define ST_HEAD    (4 + 4 + 4 + 4 + 8 + 8)
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -183,7 +185,8 @@ size_t sl_strategy_state_size(const sl_strategy_t *s)
 int sl_strategy_save(const sl_strategy_t *s, uint8_t *buf, size_t len)
 {
     if (len != sl_strategy_state_size(s))
-        return sl_error(SL_EINVAL, "strategy: state buffer of %zu bytes, need %zu", len, sl_strategy_state_size(s));
+        return sl_error(SL_EINVAL, "strategy: state buffer of %zu bytes, need %zu", len,
+                        sl_strategy_state_size(s));
     memcpy(buf, ST_MAGIC, 4);
     put32(buf + 4, ST_VERSION);
     put32(buf + 8, (uint32_t)s->kind);
@@ -213,8 +216,8 @@ int sl_strategy_load(sl_strategy_t *s, const uint8_t *buf, size_t len)
                             : "?",
                         sl_strategy_name(s));
     if (get64(buf + 24) != s->dim)
-        return sl_error(SL_EMISMATCH, "strategy state: dim %llu, the run has %zu", (unsigned long long)get64(buf + 24),
-                        s->dim);
+        return sl_error(SL_EMISMATCH, "strategy state: dim %llu, the run has %zu",
+                        (unsigned long long)get64(buf + 24), s->dim);
     uint32_t flags = get32(buf + 12);
     if (flags != ((s->m ? 1u : 0u) | (s->v ? 2u : 0u)) || len != sl_strategy_state_size(s))
         return sl_error(SL_EFORMAT, "strategy state: wrong length %zu", len);

@@ -21,11 +21,11 @@
 #ifndef SL_STRATEGY_H
 #define SL_STRATEGY_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "core/config.h"
 #include "core/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 typedef struct sl_strategy sl_strategy_t;
 

@@ -1,5 +1,8 @@
 #include "core/transport.h"
 
+#include "core/config.h"
+#include "core/log.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -8,9 +11,6 @@
 #include <time.h>
 #include <zmq.h>
 
-#include "core/config.h"
-#include "core/log.h"
-
 struct sl_transport {
     void *ctx;
     int own_ctx;
@@ -18,9 +18,9 @@ struct sl_transport {
     sl_transport_role_t role;
     size_t max_bytes;
     char endpoint[512];
-    zmq_msg_t frames[4];  /* last received message */
+    zmq_msg_t frames[4]; /* last received message */
     int nframes;
-    void *aligned;        /* copy of a misaligned payload */
+    void *aligned; /* copy of a misaligned payload */
     size_t aligned_cap;
 };
 
@@ -55,7 +55,8 @@ void sl_peer_format(const sl_peer_t *p, char *out, size_t cap)
         out[o < cap ? o : cap - 1] = '\0';
 }
 
-void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg, sl_transport_role_t role)
+void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg,
+                                   sl_transport_role_t role)
 {
     memset(o, 0, sizeof *o);
     o->role = role;
@@ -117,7 +118,8 @@ int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opt
         goto fail;
     }
     if ((rc = setopt_int(t->sock, ZMQ_LINGER, o->linger_ms ? o->linger_ms : 1000, "ZMQ_LINGER")) ||
-        (rc = setopt_int(t->sock, ZMQ_SNDTIMEO, o->send_timeout_ms ? o->send_timeout_ms : 5000, "ZMQ_SNDTIMEO")))
+        (rc = setopt_int(t->sock, ZMQ_SNDTIMEO, o->send_timeout_ms ? o->send_timeout_ms : 5000,
+                         "ZMQ_SNDTIMEO")))
         goto fail;
     /* queue depth: a round of big payloads must not be dropped at the HWM; the byte limit
      * per message and the engine's rate limit bound memory instead */
@@ -205,8 +207,14 @@ void sl_transport_destroy(sl_transport_t **pt)
     *pt = NULL;
 }
 
-void *sl_transport_socket(sl_transport_t *t) { return t->sock; }
-const char *sl_transport_endpoint(const sl_transport_t *t) { return t->endpoint; }
+void *sl_transport_socket(sl_transport_t *t)
+{
+    return t->sock;
+}
+const char *sl_transport_endpoint(const sl_transport_t *t)
+{
+    return t->endpoint;
+}
 
 int sl_transport_send(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header, size_t header_len,
                       const void *payload, size_t payload_len)
@@ -255,9 +263,18 @@ int sl_shared_buf_new(sl_shared_buf_t **out, size_t bytes)
     return 0;
 }
 
-void *sl_shared_buf_data(sl_shared_buf_t *b) { return b->data; }
-size_t sl_shared_buf_size(const sl_shared_buf_t *b) { return b->size; }
-void sl_shared_buf_retain(sl_shared_buf_t *b) { atomic_fetch_add(&b->refs, 1); }
+void *sl_shared_buf_data(sl_shared_buf_t *b)
+{
+    return b->data;
+}
+size_t sl_shared_buf_size(const sl_shared_buf_t *b)
+{
+    return b->size;
+}
+void sl_shared_buf_retain(sl_shared_buf_t *b)
+{
+    atomic_fetch_add(&b->refs, 1);
+}
 
 static void shared_unref(sl_shared_buf_t *b)
 {
@@ -281,8 +298,8 @@ static void zmq_release(void *data, void *hint)
     shared_unref(hint);
 }
 
-int sl_transport_send_shared(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header, size_t header_len,
-                             sl_shared_buf_t *buf, size_t len)
+int sl_transport_send_shared(sl_transport_t *t, const sl_peer_t *peer, const uint8_t *header,
+                             size_t header_len, sl_shared_buf_t *buf, size_t len)
 {
     if (!buf || len == 0 || len > buf->size)
         return sl_transport_send(t, peer, header, header_len, buf ? buf->data : NULL, 0);

@@ -21,12 +21,12 @@
 #ifndef SL_TRANSPORT_H
 #define SL_TRANSPORT_H
 
+#include "core/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
-
-#define SL_PEER_MAX 32   /* bytes of a routing id we accept (libzmq's own are 5) */
+#define SL_PEER_MAX    32 /* bytes of a routing id we accept (libzmq's own are 5) */
 #define SL_USER_ID_MAX 64 /* bytes of a ZAP user id we keep (a Z85 key is 40) */
 
 /* A peer as the ROUTER sees it: its routing id, plus the ZAP user id if authenticated. */
@@ -45,12 +45,12 @@ typedef enum { SL_TRANSPORT_SERVER = 0, SL_TRANSPORT_CLIENT = 1 } sl_transport_r
 
 typedef struct {
     sl_transport_role_t role;
-    const char *endpoint;        /* bind (server) or connect (client) address */
-    size_t max_message_bytes;    /* ZMQ_MAXMSGSIZE and the frame checks; 0 = 256 MiB */
-    int heartbeat_ms;            /* ZMQ_HEARTBEAT_IVL; TIMEOUT = TTL = 3x; 0 = off */
-    int send_timeout_ms;         /* ZMQ_SNDTIMEO; 0 = 5000 */
-    int linger_ms;               /* ZMQ_LINGER at close; 0 = 1000 */
-    int reconnect_ivl_ms;        /* client: ZMQ_RECONNECT_IVL; 0 = libzmq default */
+    const char *endpoint;     /* bind (server) or connect (client) address */
+    size_t max_message_bytes; /* ZMQ_MAXMSGSIZE and the frame checks; 0 = 256 MiB */
+    int heartbeat_ms;         /* ZMQ_HEARTBEAT_IVL; TIMEOUT = TTL = 3x; 0 = off */
+    int send_timeout_ms;      /* ZMQ_SNDTIMEO; 0 = 5000 */
+    int linger_ms;            /* ZMQ_LINGER at close; 0 = 1000 */
+    int reconnect_ivl_ms;     /* client: ZMQ_RECONNECT_IVL; 0 = libzmq default */
     /* ---- CURVE hook (all NULL = plain transport) ---- */
     const char *curve_public_z85; /* this side's key pair */
     const char *curve_secret_z85;
@@ -68,7 +68,8 @@ typedef struct sl_transport sl_transport_t;
  * client), net.max_message_bytes, net.heartbeat_ms; everything else zero (defaults, no
  * CURVE: the caller adds keys). The endpoint points into cfg (keep cfg alive). */
 struct sl_config;
-void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg, sl_transport_role_t role);
+void sl_transport_opts_from_config(sl_transport_opts_t *o, const struct sl_config *cfg,
+                                   sl_transport_role_t role);
 
 /* One received message: views into frames owned by the transport, valid until the next
  * sl_transport_recv or destroy. payload is 4-byte aligned (copied if libzmq's buffer was
@@ -79,7 +80,7 @@ typedef struct {
     size_t header_len;
     const uint8_t *payload; /* NULL if the message had one frame */
     size_t payload_len;
-    size_t wire_bytes;      /* header + payload bytes, for accounting */
+    size_t wire_bytes; /* header + payload bytes, for accounting */
 } sl_frame_t;
 
 /* Create the socket, apply options, bind or connect. `zmq_ctx` may be shared by several

@@ -17,21 +17,56 @@ _Static_assert(sizeof(crypto_generichash_state) <= sizeof(((sl_layout_hash_t *)0
 
 typedef enum { V_UINT, V_INT, V_F64, V_BOOL, V_STR, V_STRS } vkind_t;
 
-#define B(t) (1u << (t))
-#define ALL 0xffffu
-#define VECS (B(SL_MSG_TASK) | B(SL_MSG_UPDATE) | B(SL_MSG_EVALUATE))
+#define B(t)  (1u << (t))
+#define ALL   0xffffu
+#define VECS  (B(SL_MSG_TASK) | B(SL_MSG_UPDATE) | B(SL_MSG_EVALUATE))
 #define BLOBS (B(SL_MSG_SECAGG_DOWN) | B(SL_MSG_SECAGG_UP))
 
 enum {
-    K_V, K_T, K_R, K_S, K_N, K_VMIN, K_EX, K_TEX, K_DIM, K_LAY, K_MODS, K_CID, K_HB, K_ROUNDS,
-    K_ATT, K_EP, K_ST, K_BS, K_LR, K_MU, K_EVAL, K_SA, K_DPM, K_DPC, K_DPZ, K_STEPS, K_LOSS,
-    K_SECS, K_EEX, K_ELOSS, K_EACC, K_ACC, K_F1, K_STG, K_CODE, K_WHY, K_CRED, NKEYS
+    K_V,
+    K_T,
+    K_R,
+    K_S,
+    K_N,
+    K_VMIN,
+    K_EX,
+    K_TEX,
+    K_DIM,
+    K_LAY,
+    K_MODS,
+    K_CID,
+    K_HB,
+    K_ROUNDS,
+    K_ATT,
+    K_EP,
+    K_ST,
+    K_BS,
+    K_LR,
+    K_MU,
+    K_EVAL,
+    K_SA,
+    K_DPM,
+    K_DPC,
+    K_DPZ,
+    K_STEPS,
+    K_LOSS,
+    K_SECS,
+    K_EEX,
+    K_ELOSS,
+    K_EACC,
+    K_ACC,
+    K_F1,
+    K_STG,
+    K_CODE,
+    K_WHY,
+    K_CRED,
+    NKEYS
 };
 
 typedef struct {
     const char *name;
     vkind_t kind;
-    unsigned allowed;  /* bit per message type */
+    unsigned allowed; /* bit per message type */
     unsigned required;
 } keydef_t;
 
@@ -77,8 +112,8 @@ static const keydef_t keydefs[NKEYS] = {
 };
 
 static const char *const type_names[SL_MSG_TYPE_MAX + 1] = {
-    "?", "HELLO", "WELCOME", "TASK", "UPDATE", "EVALUATE", "RESULT",
-    "HEARTBEAT", "BYE", "ERROR", "SECAGG_DOWN", "SECAGG_UP", "READY", "GRANT"};
+    "?",         "HELLO", "WELCOME", "TASK",        "UPDATE",    "EVALUATE", "RESULT",
+    "HEARTBEAT", "BYE",   "ERROR",   "SECAGG_DOWN", "SECAGG_UP", "READY",    "GRANT"};
 
 const char *sl_msg_type_name(int type)
 {
@@ -108,8 +143,10 @@ void sl_msg_init(sl_msg_t *m, sl_msg_type_t type, uint64_t round, uint64_t sende
 }
 
 /* Types only the coordinator sends (sender must be 0) and only clients send (sender != 0). */
-#define FROM_COORD (B(SL_MSG_WELCOME) | B(SL_MSG_TASK) | B(SL_MSG_EVALUATE) | B(SL_MSG_SECAGG_DOWN) | B(SL_MSG_GRANT))
-#define FROM_CLIENT (B(SL_MSG_HELLO) | B(SL_MSG_UPDATE) | B(SL_MSG_RESULT) | B(SL_MSG_SECAGG_UP) | B(SL_MSG_READY))
+#define FROM_COORD                                                                                           \
+    (B(SL_MSG_WELCOME) | B(SL_MSG_TASK) | B(SL_MSG_EVALUATE) | B(SL_MSG_SECAGG_DOWN) | B(SL_MSG_GRANT))
+#define FROM_CLIENT                                                                                          \
+    (B(SL_MSG_HELLO) | B(SL_MSG_UPDATE) | B(SL_MSG_RESULT) | B(SL_MSG_SECAGG_UP) | B(SL_MSG_READY))
 
 /* ---- structural pre-scan ---------------------------------------------------------------
  * msgpack-c allocates a container's element array from its declared count before reading
@@ -148,17 +185,48 @@ static int skim(const uint8_t *p, size_t len, size_t *off, int depth)
     } else {
         size_t hdr = 0;
         switch (c) {
-        case 0xcc: case 0xd0: skip = 1; break;
-        case 0xcd: case 0xd1: skip = 2; break;
-        case 0xca: case 0xce: case 0xd2: skip = 4; break;
-        case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-        case 0xd9: case 0xc4: hdr = 1; break;
-        case 0xda: case 0xc5: hdr = 2; break;
-        case 0xdb: case 0xc6: hdr = 4; break;
-        case 0xdc: hdr = 2, container = 1; break;
-        case 0xdd: hdr = 4, container = 1; break;
-        case 0xde: hdr = 2, container = 1, is_map = 1; break;
-        case 0xdf: hdr = 4, container = 1, is_map = 1; break;
+        case 0xcc:
+        case 0xd0:
+            skip = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            skip = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            skip = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            skip = 8;
+            break;
+        case 0xd9:
+        case 0xc4:
+            hdr = 1;
+            break;
+        case 0xda:
+        case 0xc5:
+            hdr = 2;
+            break;
+        case 0xdb:
+        case 0xc6:
+            hdr = 4;
+            break;
+        case 0xdc:
+            hdr = 2, container = 1;
+            break;
+        case 0xdd:
+            hdr = 4, container = 1;
+            break;
+        case 0xde:
+            hdr = 2, container = 1, is_map = 1;
+            break;
+        case 0xdf:
+            hdr = 4, container = 1, is_map = 1;
+            break;
         default: /* ext types and 0xc1 (never used) */
             return sl_error(SL_EPROTO, "unsupported msgpack type 0x%02x", c);
         }
@@ -251,7 +319,8 @@ static int get_value(sl_msg_type_t t, const keydef_t *k, const msgpack_object *o
         if (o->type != MSGPACK_OBJECT_STR)
             return fail(t, "key \"%s\": expected a string", k->name);
         if (o->via.str.size > SL_WIRE_MAX_STR)
-            return fail(t, "key \"%s\": string of %u bytes (max %d)", k->name, o->via.str.size, SL_WIRE_MAX_STR);
+            return fail(t, "key \"%s\": string of %u bytes (max %d)", k->name, o->via.str.size,
+                        SL_WIRE_MAX_STR);
         v->o = o;
         return 0;
     case V_STRS:
@@ -338,9 +407,9 @@ static int decode_header(const uint8_t *hdr, size_t hdr_len, sl_msg_t *m)
     /* find the type first so messages can name it */
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object_kv *kv = &root->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 1 && kv->key.via.str.ptr[0] == 't' &&
-            kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 >= 1 &&
-            kv->val.via.u64 <= SL_MSG_TYPE_MAX)
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 1 &&
+            kv->key.via.str.ptr[0] == 't' && kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+            kv->val.via.u64 >= 1 && kv->val.via.u64 <= SL_MSG_TYPE_MAX)
             t = (sl_msg_type_t)kv->val.via.u64;
     }
     if (!t) {
@@ -521,7 +590,8 @@ static int decode_header(const uint8_t *hdr, size_t hdr_len, sl_msg_t *m)
         break;
     case SL_MSG_RESULT:
         if ((rc = check_range_f(t, "loss", vals[K_LOSS].f, 0, 1e30)) ||
-            (rc = check_range_f(t, "acc", vals[K_ACC].f, 0, 1)) || (rc = check_range_f(t, "f1", vals[K_F1].f, 0, 1)))
+            (rc = check_range_f(t, "acc", vals[K_ACC].f, 0, 1)) ||
+            (rc = check_range_f(t, "f1", vals[K_F1].f, 0, 1)))
             goto done;
         m->eval.examples = vals[K_EX].u;
         m->eval.loss = vals[K_LOSS].f;
@@ -596,7 +666,8 @@ int sl_wire_decode(const uint8_t *hdr, size_t hdr_len, const uint8_t *payload, s
         return fail(t, "payload of %llu elements exceeds the limit of %zu bytes", (unsigned long long)out->n,
                     max_payload);
     if (kind == 1 && lim && lim->max_vec && out->n > lim->max_vec)
-        return fail(t, "vector of %llu floats, expected at most %zu", (unsigned long long)out->n, lim->max_vec);
+        return fail(t, "vector of %llu floats, expected at most %zu", (unsigned long long)out->n,
+                    lim->max_vec);
     if (kind == 2 && lim && lim->max_blob && out->n > lim->max_blob)
         return fail(t, "blob of %llu bytes, limit %zu", (unsigned long long)out->n, lim->max_blob);
     if (!payload || payload_len != out->n * elem)
@@ -691,19 +762,29 @@ static void put_s(enc_t *e, const char *k, const char *s)
 static unsigned field_count(const sl_msg_t *m)
 {
     switch (m->type) {
-    case SL_MSG_HELLO: return 4 + 6;
-    case SL_MSG_WELCOME: return 4 + 5;
-    case SL_MSG_TASK: return 4 + 1 + 12;
-    case SL_MSG_UPDATE: return 4 + 1 + 4 + (m->update.has_eval ? 3 : 0);
-    case SL_MSG_EVALUATE: return 4 + 1;
-    case SL_MSG_RESULT: return 4 + 4;
+    case SL_MSG_HELLO:
+        return 4 + 6;
+    case SL_MSG_WELCOME:
+        return 4 + 5;
+    case SL_MSG_TASK:
+        return 4 + 1 + 12;
+    case SL_MSG_UPDATE:
+        return 4 + 1 + 4 + (m->update.has_eval ? 3 : 0);
+    case SL_MSG_EVALUATE:
+        return 4 + 1;
+    case SL_MSG_RESULT:
+        return 4 + 4;
     case SL_MSG_HEARTBEAT:
     case SL_MSG_READY:
-    case SL_MSG_GRANT: return 4;
-    case SL_MSG_BYE: return 4 + 1;
-    case SL_MSG_ERROR: return 4 + 2;
+    case SL_MSG_GRANT:
+        return 4;
+    case SL_MSG_BYE:
+        return 4 + 1;
+    case SL_MSG_ERROR:
+        return 4 + 2;
     case SL_MSG_SECAGG_DOWN:
-    case SL_MSG_SECAGG_UP: return 4 + 2;
+    case SL_MSG_SECAGG_UP:
+        return 4 + 2;
     }
     return 0;
 }
@@ -835,8 +916,8 @@ void sl_layout_hash_init(sl_layout_hash_t *h)
     crypto_generichash_init(st, (const uint8_t *)"starling-layout1", 16, 8);
 }
 
-void sl_layout_hash_add(sl_layout_hash_t *h, const char *name, const size_t *shape, size_t ndim, size_t offset,
-                        size_t numel)
+void sl_layout_hash_add(sl_layout_hash_t *h, const char *name, const size_t *shape, size_t ndim,
+                        size_t offset, size_t numel)
 {
     crypto_generichash_state *st = (crypto_generichash_state *)(void *)h->state;
     size_t n = strlen(name);

@@ -2,13 +2,6 @@
  * with dropouts, stragglers and duplicates; exact FedAvg arithmetic; strategies and robust
  * aggregators against reference implementations; quorum failure; checkpoints; resume
  * equivalence (bit-identical); protocol checks at the engine edge. */
-#include <cjson/cJSON.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "client/client.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/checkpoint.h"
@@ -18,6 +11,13 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "support/check.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define DIM 48
 
@@ -34,7 +34,7 @@ typedef struct {
     size_t hlen;
     float *pay;
     size_t plen;
-    int late;       /* expected to be discarded as late/duplicate */
+    int late; /* expected to be discarded as late/duplicate */
 } ev_t;
 
 typedef struct sim sim_t;
@@ -87,7 +87,10 @@ static int behaviour(const sim_t *s, uint64_t id, uint64_t round)
     return B_NORMAL;
 }
 
-static uint64_t examples_of(uint64_t id) { return 1 + id % 13; }
+static uint64_t examples_of(uint64_t id)
+{
+    return 1 + id % 13;
+}
 
 /* Deterministic local "training": small integer deltas, so every sum is exact. */
 static int sim_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
@@ -120,8 +123,8 @@ static int sim_eval(void *ctx, uint64_t round, const float *global, size_t dim, 
     return 0;
 }
 
-static void push(sim_t *s, double t, int to_engine, size_t client, const uint8_t *hdr, size_t hlen, const void *pay,
-                 size_t plen, int late)
+static void push(sim_t *s, double t, int to_engine, size_t client, const uint8_t *hdr, size_t hlen,
+                 const void *pay, size_t plen, int late)
 {
     if (s->nev == s->capev) {
         s->capev = s->capev ? 2 * s->capev : 1024;
@@ -198,7 +201,8 @@ static void route_client(sim_t *s, size_t c, uint64_t task_round)
         }
         push(s, s->now + d, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, 0);
         if (b == B_DUP)
-            push(s, s->now + d + 0.0005, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, 1);
+            push(s, s->now + d + 0.0005, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len,
+                 1);
     }
 }
 
@@ -213,7 +217,8 @@ static int round_end_hook(void *ctx, sl_round_report_t *rep, const float *global
 }
 
 static int cl_masked(void *ctx, sl_client_t *c, const sl_client_task_t *task, const float *delta, size_t dim);
-static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob, size_t len);
+static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob,
+                     size_t len);
 
 static sl_config_t base_cfg(void)
 {
@@ -232,14 +237,21 @@ static sl_config_t base_cfg(void)
 
 static size_t g_max_uploads; /* engine option for the next sim_init */
 
-static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, const float *init, const sl_checkpoint_t *resume,
-                     sl_runlog_t *rl, sl_aggregator_t *agg)
+static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, const float *init,
+                     const sl_checkpoint_t *resume, sl_runlog_t *rl, sl_aggregator_t *agg)
 {
     memset(s, 0, sizeof *s);
     s->n = n;
     s->scratch = calloc(DIM, sizeof(float));
-    sl_engine_opts_t o = {.cfg = cfg, .dim = DIM, .init = init, .layout = 0x1234, .start_clients = n,
-                          .resume = resume, .runlog = rl, .aggregator = agg, .final_eval = 1,
+    sl_engine_opts_t o = {.cfg = cfg,
+                          .dim = DIM,
+                          .init = init,
+                          .layout = 0x1234,
+                          .start_clients = n,
+                          .resume = resume,
+                          .runlog = rl,
+                          .aggregator = agg,
+                          .final_eval = 1,
                           .max_uploads = g_max_uploads};
     o.hooks.round_end = round_end_hook;
     o.hooks.central_eval = sim_eval;
@@ -250,10 +262,17 @@ static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, const float *in
     for (size_t i = 0; i < n; i++) {
         s->cl[i].id = 1000 + i * 3; /* ids not in index order */
         s->cl[i].sim = s;
-        sl_client_opts_t co = {.client_id = s->cl[i].id, .dim = DIM, .layout = 0x1234,
-                               .train_examples = examples_of(s->cl[i].id), .test_examples = 2, .n_modalities = 1,
-                               .modalities = {"acc"}, .scratch = s->scratch, .ctx = &s->cl[i],
-                               .train = sim_train, .evaluate = sim_eval};
+        sl_client_opts_t co = {.client_id = s->cl[i].id,
+                               .dim = DIM,
+                               .layout = 0x1234,
+                               .train_examples = examples_of(s->cl[i].id),
+                               .test_examples = 2,
+                               .n_modalities = 1,
+                               .modalities = {"acc"},
+                               .scratch = s->scratch,
+                               .ctx = &s->cl[i],
+                               .train = sim_train,
+                               .evaluate = sim_eval};
         if (agg && agg->secure) {
             co.masked = cl_masked;
             co.secagg = cl_secagg;
@@ -357,7 +376,8 @@ static int sim_run(sim_t *s, double max_time)
             if (sl_wire_decode(ev.hdr, ev.hlen, (const uint8_t *)ev.pay, ev.plen, NULL, &m) == 0 &&
                 (m.type == SL_MSG_TASK))
                 task_round = m.round;
-            rc = sl_client_on_message(s->cl[ev.client].c, ev.hdr, ev.hlen, (const uint8_t *)ev.pay, ev.plen, s->now);
+            rc = sl_client_on_message(s->cl[ev.client].c, ev.hdr, ev.hlen, (const uint8_t *)ev.pay, ev.plen,
+                                      s->now);
             CHECK_MSG(rc == 0, "client: %s", sl_last_error());
             route_client(s, ev.client, task_round);
             rc = 0;
@@ -443,7 +463,8 @@ static int cl_masked(void *ctx, sl_client_t *c, const sl_client_task_t *task, co
     return sl_client_send_secagg(c, 1, (const uint8_t *)delta, dim * sizeof(float));
 }
 
-static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob, size_t len)
+static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob,
+                     size_t len)
 {
     (void)ctx, (void)c, (void)round;
     if (stage != 0 || len != 4 || memcmp(blob, "SAG", 4) != 0)
@@ -696,7 +717,8 @@ static void run_resume(int strategy)
     c.p_late = 0.1;
     CHECK(sim_run(&c, 1e6) == 0);
     CHECK_EQ(sl_engine_rounds_completed(c.e), 6);
-    CHECK_MSG(memcmp(sl_engine_global(c.e, NULL), fa, sizeof fa) == 0, "resumed %s run differs from the uninterrupted one",
+    CHECK_MSG(memcmp(sl_engine_global(c.e, NULL), fa, sizeof fa) == 0,
+              "resumed %s run differs from the uninterrupted one",
               sl_config_enum_name("federation", "strategy", strategy));
     /* metrics.jsonl has one line per round across both processes */
     char path[512];
@@ -754,9 +776,18 @@ static void test_checkpoint_format(void)
 {
     float g[5] = {1, 2, 3, 4.5f, -1};
     uint8_t st[7] = {1, 2, 3, 4, 5, 6, 7}, ext[3] = {9, 8, 7};
-    sl_checkpoint_t ck = {.round = 4, .seed = 42, .bytes_up = 100, .bytes_down = 200, .n_rng = 2,
-                          .rng = {11, 22}, .dim = 5, .global = g, .strategy = st, .strategy_len = 7,
-                          .ext = ext, .ext_len = 3};
+    sl_checkpoint_t ck = {.round = 4,
+                          .seed = 42,
+                          .bytes_up = 100,
+                          .bytes_down = 200,
+                          .n_rng = 2,
+                          .rng = {11, 22},
+                          .dim = 5,
+                          .global = g,
+                          .strategy = st,
+                          .strategy_len = 7,
+                          .ext = ext,
+                          .ext_len = 3};
     uint8_t *buf;
     size_t len;
     CHECK(sl_checkpoint_encode(&ck, &buf, &len) == 0);
@@ -797,7 +828,8 @@ static void test_checkpoint_format(void)
 static void test_strategies(void)
 {
     const size_t n = 257;
-    const int kinds[] = {SL_STRAT_FEDAVG, SL_STRAT_FEDAVGM, SL_STRAT_FEDADAM, SL_STRAT_FEDYOGI, SL_STRAT_FEDADAGRAD};
+    const int kinds[] = {SL_STRAT_FEDAVG, SL_STRAT_FEDAVGM, SL_STRAT_FEDADAM, SL_STRAT_FEDYOGI,
+                         SL_STRAT_FEDADAGRAD};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         sl_config_t cfg;
         sl_config_defaults(&cfg);

@@ -2,6 +2,11 @@
  * silent makes the client close its socket and reconnect with backoff (a new connection
  * and a new HELLO); ERROR NOT_REGISTERED makes it register again; the stop flag makes it
  * leave with BYE and return SL_EINTR. */
+#include "client/runtime.h"
+#include "core/log.h"
+#include "core/wire.h"
+#include "support/check.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,11 +16,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "client/runtime.h"
-#include "core/log.h"
-#include "core/wire.h"
-#include "support/check.h"
-
 #define DIM 8
 
 static char endpoint[128];
@@ -23,7 +23,8 @@ static volatile sig_atomic_t stop_flag;
 static int run_rc = -999;
 static sl_client_t *cl;
 
-static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta, sl_update_info_t *info)
+static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                 sl_update_info_t *info)
 {
     (void)ctx, (void)task, (void)global;
     for (size_t j = 0; j < DIM; j++)
@@ -36,7 +37,9 @@ static void *client_thread(void *arg)
 {
     (void)arg;
     sl_client_runtime_opts_t ro = {.transport = {.endpoint = endpoint, .reconnect_ivl_ms = 20},
-                                   .coordinator_timeout = 0.6, .backoff_initial = 0.05, .backoff_max = 0.2,
+                                   .coordinator_timeout = 0.6,
+                                   .backoff_initial = 0.05,
+                                   .backoff_max = 0.2,
                                    .stop = &stop_flag};
     run_rc = sl_client_run(&cl, 1, &ro);
     return NULL;
@@ -89,7 +92,11 @@ int main(void)
     int linger = 0;
     zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
     CHECK(zmq_bind(r, endpoint) == 0);
-    sl_client_opts_t co = {.client_id = 5, .dim = DIM, .train_examples = 3, .hello_retry_s = 5, .heartbeat_s = 0.1,
+    sl_client_opts_t co = {.client_id = 5,
+                           .dim = DIM,
+                           .train_examples = 3,
+                           .hello_retry_s = 5,
+                           .heartbeat_s = 0.1,
                            .train = train};
     CHECK(sl_client_new(&cl, &co) == 0);
     pthread_t th;

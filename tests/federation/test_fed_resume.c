@@ -2,13 +2,6 @@
  * resumes from the checkpoint on the same endpoint, the clients (real runtime, real
  * sockets) notice, re-register and finish. The final vector must be bit-identical to an
  * uninterrupted FedAdam run of the same clients. */
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
 #include "client/runtime.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/checkpoint.h"
@@ -19,9 +12,16 @@
 #include "core/log.h"
 #include "support/check.h"
 
-#define DIM 300
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DIM      300
 #define NCLIENTS 3
-#define ROUNDS 5
+#define ROUNDS   5
 
 static char endpoint[128];
 static sl_config_t cfg;
@@ -34,7 +34,8 @@ static void delta_of(uint64_t id, uint64_t round, const float *global, float *d)
         d[j] = (float)((int)((id * 11 + round * 3 + j) % 5) - 2) * 0.125f - 0.01f * global[j];
 }
 
-static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta, sl_update_info_t *info)
+static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                 sl_update_info_t *info)
 {
     (void)ctx;
     delta_of(task->client_id, task->round, global, delta);
@@ -49,13 +50,18 @@ static void *clients_thread(void *arg)
     sl_client_t *cl[NCLIENTS] = {0};
     int rc = 0;
     for (int i = 0; i < NCLIENTS && !rc; i++) {
-        sl_client_opts_t co = {.client_id = (uint64_t)(i + 1), .dim = DIM, .train_examples = 10,
-                               .hello_retry_s = 0.2, .heartbeat_s = 0.2, .train = train};
+        sl_client_opts_t co = {.client_id = (uint64_t)(i + 1),
+                               .dim = DIM,
+                               .train_examples = 10,
+                               .hello_retry_s = 0.2,
+                               .heartbeat_s = 0.2,
+                               .train = train};
         rc = sl_client_new(&cl[i], &co);
     }
     if (!rc) {
-        sl_client_runtime_opts_t ro = {.transport = {.endpoint = endpoint, .heartbeat_ms = 200, .reconnect_ivl_ms = 50},
-                                       .coordinator_timeout = 10};
+        sl_client_runtime_opts_t ro = {
+            .transport = {.endpoint = endpoint, .heartbeat_ms = 200, .reconnect_ivl_ms = 50},
+            .coordinator_timeout = 10};
         rc = sl_client_run(cl, NCLIENTS, &ro);
     }
     if (rc)
@@ -73,18 +79,21 @@ static int drive_until(sl_engine_t *e, sl_transport_t *t, uint64_t until)
     while (sl_engine_rounds_completed(e) < until && sl_now() - t0 < 60) {
         sl_frame_t f;
         int rc = sl_transport_recv(t, &f, 50);
-        if (rc == 0 && sl_engine_on_message(e, &f.peer, f.header, f.header_len, f.payload, f.payload_len, sl_now()))
+        if (rc == 0 &&
+            sl_engine_on_message(e, &f.peer, f.header, f.header_len, f.payload, f.payload_len, sl_now()))
             return -1;
         const sl_outmsg_t *o;
         size_t n = sl_engine_outbox(e, &o);
         for (size_t i = 0; i < n; i++)
-            if (sl_transport_send(t, &o[i].peer, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len))
+            if (sl_transport_send(t, &o[i].peer, o[i].header, o[i].header_len, o[i].payload,
+                                  o[i].payload_len))
                 return -1;
         if (sl_engine_tick(e, sl_now()))
             return -1;
         n = sl_engine_outbox(e, &o);
         for (size_t i = 0; i < n; i++)
-            if (sl_transport_send(t, &o[i].peer, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len))
+            if (sl_transport_send(t, &o[i].peer, o[i].header, o[i].header_len, o[i].payload,
+                                  o[i].payload_len))
                 return -1;
     }
     return sl_engine_rounds_completed(e) >= until ? 0 : -1;
@@ -118,7 +127,8 @@ int main(void)
     sl_transport_t *t = NULL;
     sl_engine_opts_t o = {.cfg = &cfg, .dim = DIM, .init = init, .start_clients = NCLIENTS, .runlog = rl};
     CHECK(sl_engine_new(&e, &o) == 0);
-    sl_transport_opts_t to = {.role = SL_TRANSPORT_SERVER, .endpoint = endpoint, .heartbeat_ms = 200, .linger_ms = 1};
+    sl_transport_opts_t to = {
+        .role = SL_TRANSPORT_SERVER, .endpoint = endpoint, .heartbeat_ms = 200, .linger_ms = 1};
     CHECK(sl_transport_new(&t, NULL, &to) == 0);
     CHECK(drive_until(e, t, 2) == 0);
     sl_transport_destroy(&t);
@@ -164,7 +174,8 @@ int main(void)
         CHECK(a->finish(a->self, mean, DIM, &res) == 0);
         CHECK(sl_strategy_apply(s, x, mean) == 0);
     }
-    CHECK_MSG(memcmp(x, got, sizeof x) == 0, "resumed run differs: %.9g vs %.9g", (double)got[1], (double)x[1]);
+    CHECK_MSG(memcmp(x, got, sizeof x) == 0, "resumed run differs: %.9g vs %.9g", (double)got[1],
+              (double)x[1]);
     sl_strategy_destroy(&s);
     sl_aggregator_destroy(&a);
     sl_runlog_destroy(&rl);

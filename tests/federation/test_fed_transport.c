@@ -3,6 +3,13 @@
  * garbage, replays, forged frames and oversized messages at the coordinator. The run must
  * complete with exactly the FedAvg result of the honest clients. The clients start before
  * the coordinator binds (they must retry until it is there). */
+#include "client/runtime.h"
+#include "coordinator/engine.h"
+#include "coordinator/server.h"
+#include "core/log.h"
+#include "core/transport.h"
+#include "support/check.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,16 +20,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "client/runtime.h"
-#include "coordinator/engine.h"
-#include "coordinator/server.h"
-#include "core/log.h"
-#include "core/transport.h"
-#include "support/check.h"
-
-#define DIM 1000
+#define DIM      1000
 #define NCLIENTS 4
-#define ROUNDS 3
+#define ROUNDS   3
 
 static char endpoint[128];
 static volatile sig_atomic_t rogue_stop;
@@ -37,7 +37,8 @@ static void delta_of(uint64_t id, uint64_t round, float *d)
         d[j] = (float)((int)((id * 13 + round * 5 + j) % 7) - 3) * 0.5f;
 }
 
-static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta, sl_update_info_t *info)
+static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                 sl_update_info_t *info)
 {
     (void)ctx, (void)global;
     delta_of(task->client_id, task->round, delta);
@@ -65,7 +66,8 @@ static void *coordinator_thread(void *arg)
     int rc = sl_engine_new(&e, &o);
     if (rc)
         goto done;
-    sl_transport_opts_t to = {.role = SL_TRANSPORT_SERVER, .endpoint = endpoint,
+    sl_transport_opts_t to = {.role = SL_TRANSPORT_SERVER,
+                              .endpoint = endpoint,
                               .max_message_bytes = (size_t)cfg.net.max_message_bytes,
                               .heartbeat_ms = (int)cfg.net.heartbeat_ms};
     if ((rc = sl_transport_new(&t, NULL, &to)))
@@ -88,14 +90,20 @@ static void *clients_thread(void *arg)
     sl_client_t *cl[NCLIENTS] = {0};
     int rc = 0;
     for (int i = 0; i < NCLIENTS && !rc; i++) {
-        sl_client_opts_t co = {.client_id = (uint64_t)(i + 1), .dim = DIM, .train_examples = (uint64_t)(i + 1),
-                               .test_examples = 4, .hello_retry_s = 0.2, .heartbeat_s = 0.5, .train = train};
+        sl_client_opts_t co = {.client_id = (uint64_t)(i + 1),
+                               .dim = DIM,
+                               .train_examples = (uint64_t)(i + 1),
+                               .test_examples = 4,
+                               .hello_retry_s = 0.2,
+                               .heartbeat_s = 0.5,
+                               .train = train};
         rc = sl_client_new(&cl[i], &co);
     }
     if (!rc) {
         sl_client_runtime_opts_t ro = {.transport = {.endpoint = endpoint,
                                                      .max_message_bytes = (size_t)cfg.net.max_message_bytes,
-                                                     .heartbeat_ms = 500, .reconnect_ivl_ms = 50},
+                                                     .heartbeat_ms = 500,
+                                                     .reconnect_ivl_ms = 50},
                                        .coordinator_timeout = 20};
         rc = sl_client_run(cl, NCLIENTS, &ro);
         for (int i = 0; i < NCLIENTS; i++)

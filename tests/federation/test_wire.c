@@ -1,12 +1,12 @@
 /* Protocol codec: round trip of every message type, and every malformed variant rejected
  * with its reason. */
+#include "core/wire.h"
+#include "support/check.h"
+
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/wire.h"
-#include "support/check.h"
 
 static sl_wire_limits_t lim = {.max_payload_bytes = 1 << 20, .max_vec = 64, .max_blob = 4096};
 static float vec[64] __attribute__((aligned(16)));
@@ -64,7 +64,8 @@ static void test_roundtrips(void)
     }
 
     sl_msg_init(&m, SL_MSG_WELCOME, 3, 0);
-    m.welcome = (sl_welcome_info_t){.client_id = 17, .dim = 64, .layout = 5, .heartbeat_ms = 2000, .rounds = 30};
+    m.welcome =
+        (sl_welcome_info_t){.client_id = 17, .dim = 64, .layout = 5, .heartbeat_ms = 2000, .rounds = 30};
     if (roundtrip(&m, &d) == 0) {
         CHECK_EQ(d.welcome.client_id, 17);
         CHECK_EQ(d.welcome.heartbeat_ms, 2000);
@@ -75,9 +76,18 @@ static void test_roundtrips(void)
     sl_msg_init(&m, SL_MSG_TASK, 9, 0);
     m.n = 64;
     m.vec = vec;
-    m.task = (sl_task_info_t){.attempt = 1, .local_epochs = 2, .local_steps = 0, .batch_size = 32, .lr = 0.003,
-                              .fedprox_mu = 0.01, .want_eval = 1, .secagg = 0, .ask_upload = 1, .dp_mode = 1,
-                              .dp_clip = 1.5, .dp_noise = 0.8};
+    m.task = (sl_task_info_t){.attempt = 1,
+                              .local_epochs = 2,
+                              .local_steps = 0,
+                              .batch_size = 32,
+                              .lr = 0.003,
+                              .fedprox_mu = 0.01,
+                              .want_eval = 1,
+                              .secagg = 0,
+                              .ask_upload = 1,
+                              .dp_mode = 1,
+                              .dp_clip = 1.5,
+                              .dp_noise = 0.8};
     if (roundtrip(&m, &d) == 0) {
         CHECK_EQ(d.round, 9);
         CHECK_EQ(d.n, 64);
@@ -94,8 +104,14 @@ static void test_roundtrips(void)
     sl_msg_init(&m, SL_MSG_UPDATE, 9, 17);
     m.n = 64;
     m.vec = vec;
-    m.update = (sl_update_info_t){.examples = 300, .steps = 10, .train_loss = 0.5, .seconds = 1.25, .has_eval = 1,
-                                  .eval_examples = 40, .eval_loss = 0.7, .eval_accuracy = 0.875};
+    m.update = (sl_update_info_t){.examples = 300,
+                                  .steps = 10,
+                                  .train_loss = 0.5,
+                                  .seconds = 1.25,
+                                  .has_eval = 1,
+                                  .eval_examples = 40,
+                                  .eval_loss = 0.7,
+                                  .eval_accuracy = 0.875};
     if (roundtrip(&m, &d) == 0) {
         CHECK(memcmp(d.vec, vec, sizeof vec) == 0);
         CHECK_EQ(d.update.examples, 300);
@@ -119,7 +135,8 @@ static void test_roundtrips(void)
     sl_msg_init(&m, SL_MSG_RESULT, 30, 17);
     m.eval = (sl_eval_info_t){.examples = 99, .loss = 0.25, .accuracy = 0.5, .macro_f1 = 0.375};
     if (roundtrip(&m, &d) == 0)
-        CHECK(d.eval.examples == 99 && d.eval.loss == 0.25 && d.eval.accuracy == 0.5 && d.eval.macro_f1 == 0.375);
+        CHECK(d.eval.examples == 99 && d.eval.loss == 0.25 && d.eval.accuracy == 0.5 &&
+              d.eval.macro_f1 == 0.375);
 
     sl_msg_init(&m, SL_MSG_HEARTBEAT, 4, 17);
     if (roundtrip(&m, &d) == 0)
@@ -256,7 +273,8 @@ static void test_malformed(void)
     CHECK(all);
     expect_fail((uint8_t *)h.sb.data, h.sb.size - 3, (uint8_t *)vec, 16, "truncated");
     /* wrong payload length */
-    expect_fail((uint8_t *)h.sb.data, h.sb.size, (uint8_t *)vec, 12, "payload frame of 12 bytes, header says 16");
+    expect_fail((uint8_t *)h.sb.data, h.sb.size, (uint8_t *)vec, 12,
+                "payload frame of 12 bytes, header says 16");
     expect_fail((uint8_t *)h.sb.data, h.sb.size, NULL, 0, "payload frame of 0 bytes");
     /* NaN / infinite payload */
     float bad[4] __attribute__((aligned(16))) = {1, 2, NAN, 4};
@@ -276,7 +294,8 @@ static void test_malformed(void)
     {
         float *big = aligned_alloc(16, 65 * 4 + 12);
         memset(big, 0, 65 * 4);
-        expect_fail((uint8_t *)h.sb.data, h.sb.size, (uint8_t *)big, 65 * 4, "vector of 65 floats, expected at most 64");
+        expect_fail((uint8_t *)h.sb.data, h.sb.size, (uint8_t *)big, 65 * 4,
+                    "vector of 65 floats, expected at most 64");
         free(big);
     }
     msgpack_sbuffer_destroy(&h.sb);

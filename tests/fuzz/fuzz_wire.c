@@ -2,11 +2,11 @@
  *   input = u16 little-endian header length | header bytes | payload bytes
  * Properties: the decoder never crashes or reads out of bounds (ASan), and whatever it
  * accepts re-encodes to a header that decodes to the same message. */
+#include "core/wire.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
