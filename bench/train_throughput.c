@@ -8,18 +8,22 @@
  * the batch split across T threads (sl_model_set_threads) over 1-thread OpenBLAS; PyTorch runs as persistent
  * subprocesses (bench/torch_train_throughput.py via /usr/bin/python3) in every variant within
  * the same budget: torch threads x OPENBLAS_NUM_THREADS in {1..T}^2 x OMP_WAIT_POLICY
- * {passive, active}, AdamW foreach=1 (and foreach=0 at T=1, which shows it is slower). Runs are interleaved (starling, torch variants,
- * starling, ...), REPEATS times STEPS steps after warm-up; medians and min/max are reported, and
- * the ratio is against the fastest torch variant.
- * The physical floor: OpenBLAS sgemm GFLOP/s on exactly the matmul shapes one starling step
- * executes, and the GFLOP/s the whole step achieves on those matmuls. step_gemm_mflop is what
- * starling executes (the last block computes Q, O and the MLP for the CLS row only, as CLS
- * pooling needs nothing else; frozen weights get no dW); nominal_gemm_mflop is the same step
+ * {passive, active}, AdamW foreach=1 (and foreach=0 at T=1, which shows it is slower). Runs are interleaved
+ * (starling, torch variants, starling, ...), REPEATS times STEPS steps after warm-up; medians and min/max are
+ * reported, and the ratio is against the fastest torch variant. The physical floor: OpenBLAS sgemm GFLOP/s on
+ * exactly the matmul shapes one starling step executes, and the GFLOP/s the whole step achieves on those
+ * matmuls. step_gemm_mflop is what starling executes (the last block computes Q, O and the MLP for the CLS
+ * row only, as CLS pooling needs nothing else; frozen weights get no dW); nominal_gemm_mflop is the same step
  * with the full last block, as the PyTorch twin computes it.
  * Prints one JSON object per thread count on stdout; progress on stderr.
  * Options: --no-torch (starling only), --profile N (N starling steps at 1 thread, no output).
  */
 #define _GNU_SOURCE /* pipe2 */
+#include "core/batch.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "core/rng.h"
+
 #include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -32,14 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/batch.h"
-#include "core/config.h"
-#include "core/model.h"
-#include "core/rng.h"
-
-#define BATCH 32
-#define STEPS 30
-#define REPEATS 5
+#define BATCH        32
+#define STEPS        30
+#define REPEATS      5
 #define MAX_VARIANTS 16
 
 static double now(void)
@@ -115,7 +114,8 @@ static size_t add(gemm_t *g, size_t n, int ta, int tb, size_t M, size_t N, size_
 }
 
 /* The sgemm calls of one starling LoRA step on this model (mirrors core/model.c). */
-static size_t step_gemms(gemm_t *g, size_t B, size_t N, size_t d, size_t H, size_t r, size_t K, size_t L, int prune)
+static size_t step_gemms(gemm_t *g, size_t B, size_t N, size_t d, size_t H, size_t r, size_t K, size_t L,
+                         int prune)
 {
     size_t n = 0, tok = (N - 1) / 2;
     for (int m = 0; m < 2; m++)
@@ -180,9 +180,9 @@ static double sgemm_gflops(const gemm_t *g, size_t n, double *flops_out)
                 const gemm_t *c = &g[i];
                 float *A = buf, *Bm = buf + big, *C = buf + 2 * big;
                 blasint lda = (blasint)(c->ta ? c->M : c->K), ldb = (blasint)(c->tb ? c->K : c->N);
-                cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans, c->tb ? CblasTrans : CblasNoTrans,
-                            (blasint)c->M, (blasint)c->N, (blasint)c->K, 1.0f, A, lda, Bm, ldb, 1.0f, C,
-                            (blasint)c->N);
+                cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
+                            c->tb ? CblasTrans : CblasNoTrans, (blasint)c->M, (blasint)c->N, (blasint)c->K,
+                            1.0f, A, lda, Bm, ldb, 1.0f, C, (blasint)c->N);
             }
             iters++;
             el = now() - t0;
@@ -280,7 +280,8 @@ int main(int argc, char **argv)
     snprintf(script, sizeof script, "%s/bench/torch_train_throughput.py", src ? src : ".");
     if (with_torch && (access("/usr/bin/python3", X_OK) != 0 || access(script, R_OK) != 0 ||
                        system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)) {
-        fprintf(stderr, "torch reference unavailable (need /usr/bin/python3 with torch and %s; set SL_SOURCE_DIR)\n",
+        fprintf(stderr,
+                "torch reference unavailable (need /usr/bin/python3 with torch and %s; set SL_SOURCE_DIR)\n",
                 script);
         with_torch = 0;
     }
@@ -361,7 +362,8 @@ int main(int argc, char **argv)
                         for (int fe = 1; fe >= (T == 1 ? 0 : 1); fe--) { /* foreach=0 is slower: T=1 only */
                             tvariant *v = &tv[nv];
                             memset(v, 0, sizeof *v);
-                            *v = (tvariant){.torch_threads = tt, .blas_threads = bt, .active = act, .foreach = fe};
+                            *v = (tvariant){
+                                .torch_threads = tt, .blas_threads = bt, .active = act, .foreach = fe};
                             if (spawn(v, script) != 0) {
                                 fprintf(stderr, "torch variant failed to start\n");
                                 stop(v);
@@ -385,7 +387,8 @@ int main(int argc, char **argv)
             }
             for (int i = 0; i < nv; i++)
                 tv[i].sps[rep] = STEPS * BATCH / t_run(&tv[i], STEPS);
-            fprintf(stderr, "T=%d rep %d: starling %.0f samples/s%s", T, rep, csps[0][rep], nmodes > 1 ? "" : "\n");
+            fprintf(stderr, "T=%d rep %d: starling %.0f samples/s%s", T, rep, csps[0][rep],
+                    nmodes > 1 ? "" : "\n");
             if (nmodes > 1)
                 fprintf(stderr, ", batch split %.0f samples/s\n", csps[1][rep]);
         }
@@ -406,13 +409,16 @@ int main(int argc, char **argv)
                 cmin = fmin(cmin, csps[md][rep]), cmax = fmax(cmax, csps[md][rep]);
             double cmed = median(csps[md], REPEATS);
             double step_s = BATCH / cmed;
-            printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 lora-r4-qkvo\", "
-                   "\"batch\": %d, \"threads\": %d, \"starling_threading\": \"%s\", \"steps\": %d, \"repeats\": %d, "
+            printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 "
+                   "lora-r4-qkvo\", "
+                   "\"batch\": %d, \"threads\": %d, \"starling_threading\": \"%s\", \"steps\": %d, "
+                   "\"repeats\": %d, "
                    "\"unit\": \"samples/s\", \"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
-                   "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, \"nominal_gemm_mflop\": %.2f, "
+                   "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, "
+                   "\"nominal_gemm_mflop\": %.2f, "
                    "\"achieved_gflops\": %.2f, \"fraction_of_sgemm_floor\": %.3f",
-                   BATCH, T, md == 0 ? "openblas" : "batch-split, openblas 1", STEPS, REPEATS, cmed, cmin, cmax,
-                   floor_gf[md], gemm_flops / 1e6, nominal_flops / 1e6, gemm_flops / step_s / 1e9,
+                   BATCH, T, md == 0 ? "openblas" : "batch-split, openblas 1", STEPS, REPEATS, cmed, cmin,
+                   cmax, floor_gf[md], gemm_flops / 1e6, nominal_flops / 1e6, gemm_flops / step_s / 1e9,
                    gemm_flops / step_s / 1e9 / floor_gf[md]);
             if (best >= 0) {
                 printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
@@ -421,10 +427,11 @@ int main(int argc, char **argv)
                        best_med, tmin[best], tmax[best], cmed / best_med, tv[best].torch_threads,
                        tv[best].blas_threads, tv[best].active ? "active" : "passive", tv[best].foreach);
                 for (int i = 0; i < nv; i++)
-                    printf("%s{\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", \"foreach\": %d, "
+                    printf("%s{\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
+                           "\"foreach\": %d, "
                            "\"median\": %.1f}",
-                           i ? ", " : "", tv[i].torch_threads, tv[i].blas_threads, tv[i].active ? "active" : "passive",
-                           tv[i].foreach, tmed[i]);
+                           i ? ", " : "", tv[i].torch_threads, tv[i].blas_threads,
+                           tv[i].active ? "active" : "passive", tv[i].foreach, tmed[i]);
                 printf("], \"torch_info\": %s", tv[best].info);
             } else {
                 printf(", \"torch_median\": null, \"ratio\": null");

@@ -15,6 +15,8 @@
  */
 #include "core/model.h"
 
+#include "core/ops.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -23,8 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "core/ops.h"
 
 enum { LT_Q = 0, LT_K, LT_V, LT_O, LT_UP, LT_DOWN, LT_COUNT };
 static const char *const lora_target_names[LT_COUNT] = {"q", "k", "v", "o", "mlp_up", "mlp_down"};
@@ -38,7 +38,7 @@ typedef struct {
 
 typedef struct {
     float *ln1w, *ln1b, *ln2w, *ln2b, *gln1w, *gln1b, *gln2w, *gln2b;
-    float *wqkv, *bqkv, *gwqkv, *gbqkv; /* (3d, d), (3d): q, k, v stacked */
+    float *wqkv, *bqkv, *gwqkv, *gbqkv;     /* (3d, d), (3d): q, k, v stacked */
     float *la[3], *lb[3], *gla[3], *glb[3]; /* LoRA of q, k, v */
     lin_t o, up, down;
 } block_t;
@@ -73,16 +73,16 @@ struct sl_model {
     int lora_target[LT_COUNT];
 
     /* parameters */
-    size_t n_params;           /* tensors */
-    sl_param_info_t *info;     /* buffer order */
-    size_t *canon_to_buf;      /* canonical index -> info index */
-    int *init_kind;            /* canonical */
-    float *init_arg;           /* canonical */
-    int *is_lora;              /* canonical */
-    float **ptr;               /* canonical: data pointer */
-    size_t total, n_train;     /* floats */
-    float *buf;                /* owned: whole buffer (base) or trainable only (clone) */
-    float *grad;               /* (n_train) */
+    size_t n_params;       /* tensors */
+    sl_param_info_t *info; /* buffer order */
+    size_t *canon_to_buf;  /* canonical index -> info index */
+    int *init_kind;        /* canonical */
+    float *init_arg;       /* canonical */
+    int *is_lora;          /* canonical */
+    float **ptr;           /* canonical: data pointer */
+    size_t total, n_train; /* floats */
+    float *buf;            /* owned: whole buffer (base) or trainable only (clone) */
+    float *grad;           /* (n_train) */
     int is_clone;
 
     tokzr_t tok[SL_MAX_MODALITIES];
@@ -98,17 +98,17 @@ struct sl_model {
     /* activations, sized for cap samples */
     size_t cap;
     float *arena;
-    uint8_t *valid;  /* (cap, N) */
+    uint8_t *valid; /* (cap, N) */
     int32_t *text_idx[SL_MAX_MODALITIES];
     float *patches[SL_MAX_MODALITIES]; /* (cap*n_tok, in_dim) */
-    float *tokbuf;   /* (cap*maxtok, d) */
-    float *x0;       /* (cap*N, d) */
+    float *tokbuf;                     /* (cap*maxtok, d) */
+    float *x0;                         /* (cap*N, d) */
     layer_act_t *act;
     float *lnf, *lnf_mean, *lnf_rstd, *pooled, *logits, *ce_probs;
     int32_t *labels;
     /* backward scratch */
-    float *dxa, *dxb, *dln, *dqkv, *dq1, *datty, *dx1, *dtmp, *dln2, *dact, *dhpre, *dla, *dlogits,
-        *dpooled, *dlnf, *attn_scratch;
+    float *dxa, *dxb, *dln, *dqkv, *dq1, *datty, *dx1, *dtmp, *dln2, *dact, *dhpre, *dla, *dlogits, *dpooled,
+        *dlnf, *attn_scratch;
 
     /* last forward */
     size_t B;
@@ -120,10 +120,10 @@ struct sl_model {
     size_t n_threads;
     sl_model_t **workers; /* shadows: every parameter pointer into this model, own grads */
     size_t n_workers;
-    int par_active;       /* the last forward ran on the workers */
+    int par_active; /* the last forward ran on the workers */
     size_t par_cap;
-    float *par_logits;    /* (par_cap, K) */
-    size_t par_rows[64];  /* rows of each worker in the last forward */
+    float *par_logits;   /* (par_cap, K) */
+    size_t par_rows[64]; /* rows of each worker in the last forward */
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -154,9 +154,10 @@ static int parse_lora_targets(const char *s, int out[LT_COUNT])
                 found = 1;
             }
         if (!found)
-            return sl_error(SL_ECONFIG,
-                            "model: [model] lora_targets: unknown target \"%.*s\" (expected q,k,v,o,mlp_up,mlp_down)",
-                            (int)len, p);
+            return sl_error(
+                SL_ECONFIG,
+                "model: [model] lora_targets: unknown target \"%.*s\" (expected q,k,v,o,mlp_up,mlp_down)",
+                (int)len, p);
         p = e;
     }
     return 0;
@@ -224,7 +225,8 @@ static void enum_params(penum_t *e)
             reg(e, &t->emb, &t->gemb, full, 0, INIT_NORMAL, 0.02f, 2, 256, d, "tok.%s.emb", nm);
         } else {
             float b = 1.0f / sqrtf((float)t->in_dim);
-            reg(e, &t->projw, &t->gprojw, full, 0, INIT_UNIFORM, b, 2, d, t->in_dim, "tok.%s.proj.weight", nm);
+            reg(e, &t->projw, &t->gprojw, full, 0, INIT_UNIFORM, b, 2, d, t->in_dim, "tok.%s.proj.weight",
+                nm);
             reg(e, &t->projb, &t->gprojb, full, 0, INIT_ZERO, 0, 1, d, 0, "tok.%s.proj.bias", nm);
         }
         reg(e, &t->mod, &t->gmod, full, 0, INIT_NORMAL, 0.02f, 1, d, 0, "tok.%s.mod_emb", nm);
@@ -263,7 +265,8 @@ static void enum_params(penum_t *e)
             const char *name;
             size_t in, out;
             int t;
-        } lins[3] = {{&b->o, "attn.o", d, d, LT_O}, {&b->up, "mlp.up", d, H, LT_UP},
+        } lins[3] = {{&b->o, "attn.o", d, d, LT_O},
+                     {&b->up, "mlp.up", d, H, LT_UP},
                      {&b->down, "mlp.down", H, d, LT_DOWN}};
         for (int j = 0; j < 3; j++) {
             lin_t *li = lins[j].lin;
@@ -273,14 +276,14 @@ static void enum_params(penum_t *e)
                 reg(e, &b->ln2w, &b->gln2w, full, 0, INIT_ONE, 0, 1, d, 0, "blocks.%zu.ln2.weight", l);
                 reg(e, &b->ln2b, &b->gln2b, full, 0, INIT_ZERO, 0, 1, d, 0, "blocks.%zu.ln2.bias", l);
             }
-            reg(e, &li->w, &li->gw, full, 0, INIT_UNIFORM, bnd, 2, lins[j].out, lins[j].in, "blocks.%zu.%s.weight",
-                l, lins[j].name);
+            reg(e, &li->w, &li->gw, full, 0, INIT_UNIFORM, bnd, 2, lins[j].out, lins[j].in,
+                "blocks.%zu.%s.weight", l, lins[j].name);
             reg(e, &li->b, &li->gb, full, 0, INIT_ZERO, 0, 1, lins[j].out, 0, "blocks.%zu.%s.bias", l,
                 lins[j].name);
             li->la = li->lb = li->gla = li->glb = NULL;
             if (m->lora_on && m->lora_target[lins[j].t]) {
-                reg(e, &li->la, &li->gla, 1, 1, INIT_UNIFORM, bnd, 2, r, lins[j].in, "blocks.%zu.%s.lora_A", l,
-                    lins[j].name);
+                reg(e, &li->la, &li->gla, 1, 1, INIT_UNIFORM, bnd, 2, r, lins[j].in, "blocks.%zu.%s.lora_A",
+                    l, lins[j].name);
                 reg(e, &li->lb, &li->glb, 1, 1, INIT_ZERO, 0, 2, lins[j].out, r, "blocks.%zu.%s.lora_B", l,
                     lins[j].name);
             }
@@ -311,10 +314,18 @@ static void init_params(sl_model_t *m)
             float a = m->init_arg[i];
             for (size_t j = 0; j < n; j++) {
                 switch (m->init_kind[i]) {
-                case INIT_ONE: p[j] = 1.0f; break;
-                case INIT_UNIFORM: p[j] = (float)((2.0 * sl_rng_uniform(&rng) - 1.0) * a); break;
-                case INIT_NORMAL: p[j] = (float)(sl_rng_normal(&rng) * a); break;
-                default: p[j] = 0.0f; break;
+                case INIT_ONE:
+                    p[j] = 1.0f;
+                    break;
+                case INIT_UNIFORM:
+                    p[j] = (float)((2.0 * sl_rng_uniform(&rng) - 1.0) * a);
+                    break;
+                case INIT_NORMAL:
+                    p[j] = (float)(sl_rng_normal(&rng) * a);
+                    break;
+                default:
+                    p[j] = 0.0f;
+                    break;
                 }
             }
         }
@@ -434,17 +445,19 @@ static int check_config(const sl_config_t *cfg, const sl_schema_t *schema)
 {
     const __typeof__(cfg->model) *mc = &cfg->model;
     if (mc->d_model < 1 || mc->heads < 1 || mc->d_model % mc->heads != 0)
-        return sl_error(SL_ECONFIG, "model: [model] heads = %lld must divide d_model = %lld", (long long)mc->heads,
-                        (long long)mc->d_model);
+        return sl_error(SL_ECONFIG, "model: [model] heads = %lld must divide d_model = %lld",
+                        (long long)mc->heads, (long long)mc->d_model);
     if (mc->layers < 1 || mc->mlp_ratio < 1)
         return sl_error(SL_ECONFIG, "model: [model] layers and mlp_ratio must be >= 1");
     if (mc->patch_len < 1 || mc->image_patch < 1 || mc->vector_group < 1 || mc->text_max_len < 1)
-        return sl_error(SL_ECONFIG, "model: [model] patch_len, image_patch, vector_group, text_max_len must be >= 1");
+        return sl_error(SL_ECONFIG,
+                        "model: [model] patch_len, image_patch, vector_group, text_max_len must be >= 1");
     if (mc->dropout < 0 || mc->dropout >= 1)
         return sl_error(SL_ECONFIG, "model: [model] dropout = %g must be in [0, 1)", mc->dropout);
     if (mc->lora_rank < 0)
         return sl_error(SL_ECONFIG, "model: [model] lora_rank must be >= 0");
-    if (cfg->train.mode != SL_TRAIN_LORA && cfg->train.mode != SL_TRAIN_HEAD && cfg->train.mode != SL_TRAIN_FULL)
+    if (cfg->train.mode != SL_TRAIN_LORA && cfg->train.mode != SL_TRAIN_HEAD &&
+        cfg->train.mode != SL_TRAIN_FULL)
         return sl_error(SL_ECONFIG, "model: [train] mode %d unknown", cfg->train.mode);
     int rc = sl_schema_validate(schema);
     if (rc)
@@ -454,7 +467,8 @@ static int check_config(const sl_config_t *cfg, const sl_schema_t *schema)
     for (size_t k = 0; k < schema->n_modalities; k++) {
         sl_modality_kind_t kd = schema->modalities[k].kind;
         if (kd != SL_MOD_TIMESERIES && kd != SL_MOD_IMAGE && kd != SL_MOD_VECTOR && kd != SL_MOD_TEXT)
-            return sl_error(SL_EINVAL, "model: modality %s has unknown kind %d", schema->modalities[k].name, (int)kd);
+            return sl_error(SL_EINVAL, "model: modality %s has unknown kind %d", schema->modalities[k].name,
+                            (int)kd);
     }
     return 0;
 }
@@ -779,8 +793,10 @@ const sl_config_t *sl_model_config(const sl_model_t *m)
 void sl_model_describe(const sl_model_t *m, char *buf, size_t cap)
 {
     const char *mode = m->mode == SL_TRAIN_FULL ? "full" : m->mode == SL_TRAIN_HEAD ? "head" : "lora";
-    snprintf(buf, cap, "d=%zu L=%zu heads=%zu mlp=%zu tokens=%zu classes=%zu params=%zu trainable=%zu (mode %s, lora r=%zu)", m->d,
-             m->L, m->NH, m->H, m->N, m->K, m->total, m->n_train, mode, m->r);
+    snprintf(
+        buf, cap,
+        "d=%zu L=%zu heads=%zu mlp=%zu tokens=%zu classes=%zu params=%zu trainable=%zu (mode %s, lora r=%zu)",
+        m->d, m->L, m->NH, m->H, m->N, m->K, m->total, m->n_train, mode, m->r);
 }
 
 void sl_blas_set_threads(int n)
@@ -870,8 +886,10 @@ static int tokenize(sl_model_t *m, const sl_batch_t *batch, size_t B)
                     if (present) {
                         float v = batch->x[k][b * L + j];
                         if (!(v >= 0.0f && v <= 255.0f) || v != floorf(v))
-                            return sl_error(SL_EINVAL, "model: text modality %s, sample %zu, position %zu: %g is not a byte",
-                                            m->schema.modalities[k].name, b, j, (double)v);
+                            return sl_error(
+                                SL_EINVAL,
+                                "model: text modality %s, sample %zu, position %zu: %g is not a byte",
+                                m->schema.modalities[k].name, b, j, (double)v);
                         c = (int32_t)v;
                     }
                     m->text_idx[k][b * n + j] = c;
@@ -882,7 +900,8 @@ static int tokenize(sl_model_t *m, const sl_batch_t *batch, size_t B)
         } else {
             make_patches(m, k, batch, B);
             // tokbuf (B*n, d) = patches (B*n, in_dim) @ W^T + b
-            sl_linear_forward(m->tokbuf, d, m->patches[k], t->in_dim, t->projw, t->projb, B * n, t->in_dim, d);
+            sl_linear_forward(m->tokbuf, d, m->patches[k], t->in_dim, t->projw, t->projb, B * n, t->in_dim,
+                              d);
             for (size_t b = 0; b < B; b++) {
                 uint8_t pr = batch->present ? (batch->present[b * m->M + k] != 0) : 1;
                 memset(m->valid + b * N + t->tok_off, pr, n);
@@ -928,8 +947,8 @@ static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_
             return sl_error(SL_EINVAL, "model: loss requested but the batch has no labels");
         for (size_t b = 0; b < B; b++)
             if (batch->labels[b] < 0 || (size_t)batch->labels[b] >= m->K)
-                return sl_error(SL_EINVAL, "model: label %d of sample %zu outside [0, %zu)", (int)batch->labels[b], b,
-                                m->K);
+                return sl_error(SL_EINVAL, "model: label %d of sample %zu outside [0, %zu)",
+                                (int)batch->labels[b], b, m->K);
     }
     int rc = ensure_capacity(m, B);
     if (rc)
@@ -971,15 +990,15 @@ static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_
                 if (!bk->la[j])
                     continue;
                 if (j == 0 && nq != N)
-                    sl_lora_forward(a->q1, d, a->lora_a[0], a->ln1, N * d, bk->la[0], bk->lb[0], m->lora_scale, B, d,
-                                    d, m->r);
+                    sl_lora_forward(a->q1, d, a->lora_a[0], a->ln1, N * d, bk->la[0], bk->lb[0],
+                                    m->lora_scale, B, d, d, m->r);
                 else
                     sl_lora_forward(a->qkv + (size_t)j * d, d3, a->lora_a[j], a->ln1, d, bk->la[j], bk->lb[j],
                                     m->lora_scale, rows, d, d, m->r);
             }
         // atty (B, nq, d) = attention(q, k, v) with key mask
-        sl_attention_forward(a->atty, a->probs, q, ldq, a->qkv + d, a->qkv + 2 * d, d3, m->valid, B, nq, N, d, NH,
-                             m->attn_scratch);
+        sl_attention_forward(a->atty, a->probs, q, ldq, a->qkv + d, a->qkv + 2 * d, d3, m->valid, B, nq, N, d,
+                             NH, m->attn_scratch);
         // attp (B*nq, d) = atty @ Wo^T + bo
         lin_fwd(m, a->attp, d, a->atty, d, bk->o.w, bk->o.b, bk->o.la, bk->o.lb, a->lora_a[LT_O], rq, d, d);
         if (drop)
@@ -989,10 +1008,11 @@ static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_
             sl_residual_forward(a->x1 + r * d, xq + r * ldx, a->attp + r * d, d);
         // MLP: hact = gelu(ln2(x1) @ Wup^T + bup); mlpo = hact @ Wdown^T + bdown
         sl_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, bk->ln2w, bk->ln2b, rq, d);
-        lin_fwd(m, a->hpre, H, a->ln2, d, bk->up.w, bk->up.b, bk->up.la, bk->up.lb, a->lora_a[LT_UP], rq, d, H);
+        lin_fwd(m, a->hpre, H, a->ln2, d, bk->up.w, bk->up.b, bk->up.la, bk->up.lb, a->lora_a[LT_UP], rq, d,
+                H);
         sl_gelu_forward(a->hact, a->hpre, rq * H);
-        lin_fwd(m, a->mlpo, d, a->hact, H, bk->down.w, bk->down.b, bk->down.la, bk->down.lb, a->lora_a[LT_DOWN], rq,
-                H, d);
+        lin_fwd(m, a->mlpo, d, a->hact, H, bk->down.w, bk->down.b, bk->down.la, bk->down.lb,
+                a->lora_a[LT_DOWN], rq, H, d);
         if (drop)
             sl_dropout_forward(a->mlpo, a->mask2, a->mlpo, rq * d, p_drop, rng);
         sl_residual_forward(a->xout, a->x1, a->mlpo, rq * d);
@@ -1022,14 +1042,15 @@ static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_
 /* ---- backward --------------------------------------------------------------------------- */
 
 /* Backward of lin_fwd: din (rows, n_in) [ld_din] += ..., weight/LoRA grads where trainable. */
-static void lin_bwd(sl_model_t *m, float *din, size_t ld_din, const float *dout, size_t ld_dout, const float *inp,
-                    size_t ld_inp, const float *w, float *gw, float *gb, const float *la, const float *lb, float *gla,
-                    float *glb, const float *la_act, size_t rows, size_t n_in, size_t n_out)
+static void lin_bwd(sl_model_t *m, float *din, size_t ld_din, const float *dout, size_t ld_dout,
+                    const float *inp, size_t ld_inp, const float *w, float *gw, float *gb, const float *la,
+                    const float *lb, float *gla, float *glb, const float *la_act, size_t rows, size_t n_in,
+                    size_t n_out)
 {
     sl_linear_backward(din, ld_din, gw, gb, dout, ld_dout, inp, ld_inp, w, rows, n_in, n_out);
     if (la)
-        sl_lora_backward(din, ld_din, gla, glb, m->dla, dout, ld_dout, inp, ld_inp, la_act, la, lb, m->lora_scale,
-                         rows, n_in, n_out, m->r);
+        sl_lora_backward(din, ld_din, gla, glb, m->dla, dout, ld_dout, inp, ld_inp, la_act, la, lb,
+                         m->lora_scale, rows, n_in, n_out, m->r);
 }
 
 static int block_has_lora(const block_t *b)
@@ -1065,8 +1086,8 @@ static void tokenizer_backward(sl_model_t *m, const float *dx0, size_t B)
         if (t->kind == SL_MOD_TEXT)
             sl_embedding_backward(t->gemb, m->text_idx[k], m->tokbuf, B * n, d);
         else
-            sl_linear_backward(NULL, 0, t->gprojw, t->gprojb, m->tokbuf, d, m->patches[k], t->in_dim, t->projw, B * n,
-                               t->in_dim, d);
+            sl_linear_backward(NULL, 0, t->gprojw, t->gprojb, m->tokbuf, d, m->patches[k], t->in_dim,
+                               t->projw, B * n, t->in_dim, d);
     }
 }
 
@@ -1092,8 +1113,8 @@ static int backward_one(sl_model_t *m)
         }
     int need_below_head = lowest < m->L;
     memset(m->dpooled, 0, B * d * sizeof(float));
-    sl_linear_backward(need_below_head ? m->dpooled : NULL, d, m->gheadw, m->gheadb, m->dlogits, K, m->pooled, d,
-                       m->headw, B, d, K);
+    sl_linear_backward(need_below_head ? m->dpooled : NULL, d, m->gheadw, m->gheadb, m->dlogits, K, m->pooled,
+                       d, m->headw, B, d, K);
     if (!need_below_head)
         return 0;
 
@@ -1127,19 +1148,19 @@ static int backward_one(sl_model_t *m)
             dmo = m->dtmp;
         }
         memset(m->dact, 0, rq * H * sizeof(float));
-        lin_bwd(m, m->dact, H, dmo, d, a->hact, H, bk->down.w, bk->down.gw, bk->down.gb, bk->down.la, bk->down.lb,
-                bk->down.gla, bk->down.glb, a->lora_a[LT_DOWN], rq, H, d);
+        lin_bwd(m, m->dact, H, dmo, d, a->hact, H, bk->down.w, bk->down.gw, bk->down.gb, bk->down.la,
+                bk->down.lb, bk->down.gla, bk->down.glb, a->lora_a[LT_DOWN], rq, H, d);
         memset(m->dhpre, 0, rq * H * sizeof(float));
         sl_gelu_backward(m->dhpre, a->hpre, m->dact, rq * H);
         int need_mid = attn_needed;
         if (need_mid)
             memset(m->dln2, 0, rq * d * sizeof(float));
-        lin_bwd(m, need_mid ? m->dln2 : NULL, d, m->dhpre, H, a->ln2, d, bk->up.w, bk->up.gw, bk->up.gb, bk->up.la,
-                bk->up.lb, bk->up.gla, bk->up.glb, a->lora_a[LT_UP], rq, d, H);
+        lin_bwd(m, need_mid ? m->dln2 : NULL, d, m->dhpre, H, a->ln2, d, bk->up.w, bk->up.gw, bk->up.gb,
+                bk->up.la, bk->up.lb, bk->up.gla, bk->up.glb, a->lora_a[LT_UP], rq, d, H);
         if (!need_mid)
             break;
-        sl_layernorm_backward(m->dx1, bk->gln2w, bk->gln2b, m->dln2, a->x1, bk->ln2w, a->ln2_mean, a->ln2_rstd, rq,
-                              d);
+        sl_layernorm_backward(m->dx1, bk->gln2w, bk->gln2b, m->dln2, a->x1, bk->ln2w, a->ln2_mean,
+                              a->ln2_rstd, rq, d);
 
         // attention: x1 = xq + drop(attp)
         const float *dattp = m->dx1;
@@ -1149,8 +1170,8 @@ static int backward_one(sl_model_t *m)
             dattp = m->dtmp;
         }
         memset(m->datty, 0, rq * d * sizeof(float));
-        lin_bwd(m, m->datty, d, dattp, d, a->atty, d, bk->o.w, bk->o.gw, bk->o.gb, bk->o.la, bk->o.lb, bk->o.gla,
-                bk->o.glb, a->lora_a[LT_O], rq, d, d);
+        lin_bwd(m, m->datty, d, dattp, d, a->atty, d, bk->o.w, bk->o.gw, bk->o.gb, bk->o.la, bk->o.lb,
+                bk->o.gla, bk->o.glb, a->lora_a[LT_O], rq, d, d);
         int qkv_needed = need_in || full || bk->la[0] || bk->la[1] || bk->la[2];
         if (qkv_needed) {
             memset(m->dqkv, 0, rows * d3 * sizeof(float));
@@ -1167,30 +1188,36 @@ static int backward_one(sl_model_t *m)
                 ldq = d;
                 q = a->q1;
             }
-            sl_attention_backward(dq, m->dqkv + d, m->dqkv + 2 * d, m->datty, q, ldq, a->qkv + d, a->qkv + 2 * d, d3,
-                                  a->probs, m->valid, B, nq, N, d, NH, m->attn_scratch);
+            sl_attention_backward(dq, m->dqkv + d, m->dqkv + 2 * d, m->datty, q, ldq, a->qkv + d,
+                                  a->qkv + 2 * d, d3, a->probs, m->valid, B, nq, N, d, NH, m->attn_scratch);
             float *dln1 = need_in ? m->dln : NULL;
             if (dln1)
                 memset(dln1, 0, rows * d * sizeof(float));
             if (nq == N) {
-                sl_linear_backward(dln1, d, bk->gwqkv, bk->gbqkv, m->dqkv, d3, a->ln1, d, bk->wqkv, rows, d, d3);
+                sl_linear_backward(dln1, d, bk->gwqkv, bk->gbqkv, m->dqkv, d3, a->ln1, d, bk->wqkv, rows, d,
+                                   d3);
                 for (int j = 0; j < 3; j++)
                     if (bk->la[j])
-                        sl_lora_backward(dln1, d, bk->gla[j], bk->glb[j], m->dla, m->dqkv + (size_t)j * d, d3, a->ln1,
-                                         d, a->lora_a[j], bk->la[j], bk->lb[j], m->lora_scale, rows, d, d, m->r);
+                        sl_lora_backward(dln1, d, bk->gla[j], bk->glb[j], m->dla, m->dqkv + (size_t)j * d, d3,
+                                         a->ln1, d, a->lora_a[j], bk->la[j], bk->lb[j], m->lora_scale, rows,
+                                         d, d, m->r);
             } else {
-                sl_linear_backward(dln1, d, bk->gwqkv ? bk->gwqkv + d * d : NULL, bk->gbqkv ? bk->gbqkv + d : NULL,
-                                   m->dqkv + d, d3, a->ln1, d, bk->wqkv + d * d, rows, d, 2 * d);
-                sl_linear_backward(dln1, N * d, bk->gwqkv, bk->gbqkv, m->dq1, d, a->ln1, N * d, bk->wqkv, B, d, d);
+                sl_linear_backward(dln1, d, bk->gwqkv ? bk->gwqkv + d * d : NULL,
+                                   bk->gbqkv ? bk->gbqkv + d : NULL, m->dqkv + d, d3, a->ln1, d,
+                                   bk->wqkv + d * d, rows, d, 2 * d);
+                sl_linear_backward(dln1, N * d, bk->gwqkv, bk->gbqkv, m->dq1, d, a->ln1, N * d, bk->wqkv, B,
+                                   d, d);
                 for (int j = 0; j < 3; j++) {
                     if (!bk->la[j])
                         continue;
                     if (j == 0)
-                        sl_lora_backward(dln1, N * d, bk->gla[0], bk->glb[0], m->dla, m->dq1, d, a->ln1, N * d,
-                                         a->lora_a[0], bk->la[0], bk->lb[0], m->lora_scale, B, d, d, m->r);
+                        sl_lora_backward(dln1, N * d, bk->gla[0], bk->glb[0], m->dla, m->dq1, d, a->ln1,
+                                         N * d, a->lora_a[0], bk->la[0], bk->lb[0], m->lora_scale, B, d, d,
+                                         m->r);
                     else
-                        sl_lora_backward(dln1, d, bk->gla[j], bk->glb[j], m->dla, m->dqkv + (size_t)j * d, d3, a->ln1,
-                                         d, a->lora_a[j], bk->la[j], bk->lb[j], m->lora_scale, rows, d, d, m->r);
+                        sl_lora_backward(dln1, d, bk->gla[j], bk->glb[j], m->dla, m->dqkv + (size_t)j * d, d3,
+                                         a->ln1, d, a->lora_a[j], bk->la[j], bk->lb[j], m->lora_scale, rows,
+                                         d, d, m->r);
                 }
             }
         }
@@ -1205,7 +1232,8 @@ static int backward_one(sl_model_t *m)
                 memcpy(dxn + b * N * d, m->dx1 + b * d, d * sizeof(float));
         }
         if (need_in)
-            sl_layernorm_backward(dxn, bk->gln1w, bk->gln1b, m->dln, xin, bk->ln1w, a->ln1_mean, a->ln1_rstd, rows, d);
+            sl_layernorm_backward(dxn, bk->gln1w, bk->gln1b, m->dln, xin, bk->ln1w, a->ln1_mean, a->ln1_rstd,
+                                  rows, d);
         float *tmp = dx;
         dx = dxn;
         dxn = tmp;
@@ -1229,7 +1257,8 @@ typedef struct {
 static void *run_job(void *arg)
 {
     job_t *j = arg;
-    j->rc = j->backward ? backward_one(j->w) : forward_one(j->w, &j->sub, j->training, NULL, j->want_loss ? &j->loss : NULL);
+    j->rc = j->backward ? backward_one(j->w)
+                        : forward_one(j->w, &j->sub, j->training, NULL, j->want_loss ? &j->loss : NULL);
     if (j->rc)
         snprintf(j->err, sizeof j->err, "%s", sl_last_error()); /* error messages are per thread */
     return NULL;

@@ -36,12 +36,12 @@
 #ifndef SL_MODEL_H
 #define SL_MODEL_H
 
-#include <stddef.h>
-
 #include "core/batch.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/rng.h"
+
+#include <stddef.h>
 
 typedef struct sl_model sl_model_t;
 

@@ -21,8 +21,8 @@ static inline float fexp(float x)
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
     float t = x * 1.44269504088896341f + magic;
     float n = t - magic;
-    float r = x - n * 0.693145751953125f;  /* ln2 high part (exact in float) */
-    r = r - n * 1.42860682030941723e-06f;  /* ln2 low part */
+    float r = x - n * 0.693145751953125f; /* ln2 high part (exact in float) */
+    r = r - n * 1.42860682030941723e-06f; /* ln2 low part */
     float p = 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
     p = p * r + 1.0f / 24.0f;
@@ -101,8 +101,9 @@ void sl_linear_forward(float *out, size_t ld_out, const float *inp, size_t ld_in
                 w, BI(n_in), beta, out, BI(ld_out));
 }
 
-void sl_linear_backward(float *dinp, size_t ld_dinp, float *dw, float *dbias, const float *dout, size_t ld_dout,
-                        const float *inp, size_t ld_inp, const float *w, size_t rows, size_t n_in, size_t n_out)
+void sl_linear_backward(float *dinp, size_t ld_dinp, float *dw, float *dbias, const float *dout,
+                        size_t ld_dout, const float *inp, size_t ld_inp, const float *w, size_t rows,
+                        size_t n_in, size_t n_out)
 {
     // dout is (rows, n_out); dinp (rows, n_in) += dout @ w
     if (dinp)
@@ -129,8 +130,8 @@ void sl_lora_forward(float *out, size_t ld_out, float *la, const float *inp, siz
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(r), BI(n_in), 1.0f, inp, BI(ld_inp), a,
                 BI(n_in), 0.0f, la, BI(r));
     // out (rows, n_out) += scale * la @ b^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n_out), BI(r), scale, la, BI(r), b, BI(r),
-                1.0f, out, BI(ld_out));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n_out), BI(r), scale, la, BI(r), b,
+                BI(r), 1.0f, out, BI(ld_out));
 }
 
 void sl_lora_backward(float *dinp, size_t ld_dinp, float *da, float *db, float *dla, const float *dout,
@@ -139,13 +140,13 @@ void sl_lora_backward(float *dinp, size_t ld_dinp, float *da, float *db, float *
 {
     // db (n_out, r) += scale * dout^T @ la
     if (db)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(n_out), BI(r), BI(rows), scale, dout, BI(ld_dout),
-                    la, BI(r), 1.0f, db, BI(r));
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(n_out), BI(r), BI(rows), scale, dout,
+                    BI(ld_dout), la, BI(r), 1.0f, db, BI(r));
     if (!da && !dinp)
         return;
     // dla (rows, r) = scale * dout @ b
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(r), BI(n_out), scale, dout, BI(ld_dout),
-                b, BI(r), 0.0f, dla, BI(r));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(r), BI(n_out), scale, dout,
+                BI(ld_dout), b, BI(r), 0.0f, dla, BI(r));
     // da (r, n_in) += dla^T @ inp
     if (da)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(r), BI(n_in), BI(rows), 1.0f, dla, BI(r), inp,
@@ -308,14 +309,30 @@ static void mm(float *C, size_t ldc, const float *A, size_t lda, size_t sa, cons
         float *c = C + i * ldc;
         const float *a = A + i * lda;
         switch (NV) {
-        case 1: mm_row(c, a, sa, Bm, ldb, K, 1); break;
-        case 2: mm_row(c, a, sa, Bm, ldb, K, 2); break;
-        case 3: mm_row(c, a, sa, Bm, ldb, K, 3); break;
-        case 4: mm_row(c, a, sa, Bm, ldb, K, 4); break;
-        case 5: mm_row(c, a, sa, Bm, ldb, K, 5); break;
-        case 6: mm_row(c, a, sa, Bm, ldb, K, 6); break;
-        case 7: mm_row(c, a, sa, Bm, ldb, K, 7); break;
-        case 8: mm_row(c, a, sa, Bm, ldb, K, 8); break;
+        case 1:
+            mm_row(c, a, sa, Bm, ldb, K, 1);
+            break;
+        case 2:
+            mm_row(c, a, sa, Bm, ldb, K, 2);
+            break;
+        case 3:
+            mm_row(c, a, sa, Bm, ldb, K, 3);
+            break;
+        case 4:
+            mm_row(c, a, sa, Bm, ldb, K, 4);
+            break;
+        case 5:
+            mm_row(c, a, sa, Bm, ldb, K, 5);
+            break;
+        case 6:
+            mm_row(c, a, sa, Bm, ldb, K, 6);
+            break;
+        case 7:
+            mm_row(c, a, sa, Bm, ldb, K, 7);
+            break;
+        case 8:
+            mm_row(c, a, sa, Bm, ldb, K, 8);
+            break;
         default: /* wide heads / many keys: 8 vectors at a time */
             for (size_t v0 = 0; v0 < NV; v0 += 8) {
                 size_t nv = NV - v0 < 8 ? NV - v0 : 8;
@@ -354,9 +371,9 @@ static void gather_rows(float *dst, float *tr, size_t ldt, const float *src, siz
                 tr[d * ldt + j] = dst[j * hp + d];
 }
 
-void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
-                          size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C,
-                          size_t NH, float *scratch)
+void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k,
+                          const float *v, size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ,
+                          size_t N, size_t C, size_t NH, float *scratch)
 {
     // q is (B, NQ, C), k and v are (B, N, C), out is (B, NQ, C), probs is (B, NH, NQ, N)
     size_t hs = C / NH, hp = up4(hs), Np = up4(N);

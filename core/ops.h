@@ -9,10 +9,10 @@
 #ifndef SL_OPS_H
 #define SL_OPS_H
 
+#include "core/rng.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "core/rng.h"
 
 /* out (rows, n_out) = inp (rows, n_in) @ w^T (w is (n_out, n_in)) + bias (n_out, may be NULL).
  * ld_out / ld_inp: row strides in floats (n_out / n_in when dense). */
@@ -20,8 +20,9 @@ void sl_linear_forward(float *out, size_t ld_out, const float *inp, size_t ld_in
                        const float *bias, size_t rows, size_t n_in, size_t n_out);
 /* dinp (rows, n_in) += dout @ w;  dw (n_out, n_in) += dout^T @ inp;  dbias (n_out) += colsum(dout).
  * Any of dinp / dw / dbias may be NULL (skipped). ld_*: row strides in floats. */
-void sl_linear_backward(float *dinp, size_t ld_dinp, float *dw, float *dbias, const float *dout, size_t ld_dout,
-                        const float *inp, size_t ld_inp, const float *w, size_t rows, size_t n_in, size_t n_out);
+void sl_linear_backward(float *dinp, size_t ld_dinp, float *dw, float *dbias, const float *dout,
+                        size_t ld_dout, const float *inp, size_t ld_inp, const float *w, size_t rows,
+                        size_t n_in, size_t n_out);
 
 /* LoRA branch added onto a linear output:
  * la (rows, r) = inp (rows, n_in) @ a^T (a is (r, n_in));  out (rows, n_out) += scale * la @ b^T
@@ -50,9 +51,9 @@ void sl_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
  * scratch: sl_attention_scratch(NQ, N, C, NH) floats. */
 /* Floats of scratch the attention kernels need. */
 size_t sl_attention_scratch(size_t NQ, size_t N, size_t C, size_t NH);
-void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k, const float *v,
-                          size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C,
-                          size_t NH, float *scratch);
+void sl_attention_forward(float *out, float *probs, const float *q, size_t ldq, const float *k,
+                          const float *v, size_t ldkv, const uint8_t *key_valid, size_t B, size_t NQ,
+                          size_t N, size_t C, size_t NH, float *scratch);
 /* dq (row stride ldq), dk, dv (row stride ldkv) += ... from dout (B, NQ, C) dense; each of
  * dq / dk / dv may be NULL. scratch: sl_attention_scratch(NQ, N, C, NH) floats. */
 void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, size_t ldq,
@@ -60,7 +61,8 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                            const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C, size_t NH,
                            float *scratch);
 
-/* GELU, tanh approximation (torch approximate='tanh'): out (n) = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))). */
+/* GELU, tanh approximation (torch approximate='tanh'): out (n) = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715
+ * x^3))). */
 void sl_gelu_forward(float *out, const float *inp, size_t n);
 /* dinp (n) += gelu'(inp) * dout. */
 void sl_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
@@ -87,7 +89,8 @@ void sl_embedding_backward(float *dtable, const int32_t *idx, const float *dout,
 void sl_pool_cls_forward(float *out, const float *inp, size_t B, size_t N, size_t C);
 void sl_pool_cls_backward(float *dinp, const float *dout, size_t B, size_t N, size_t C);
 void sl_pool_mean_forward(float *out, const float *inp, const uint8_t *valid, size_t B, size_t N, size_t C);
-void sl_pool_mean_backward(float *dinp, const float *dout, const uint8_t *valid, size_t B, size_t N, size_t C);
+void sl_pool_mean_backward(float *dinp, const float *dout, const uint8_t *valid, size_t B, size_t N,
+                           size_t C);
 
 /* Inverted dropout: mask (n) = 0 with probability p else 1/(1-p), drawn from rng; out = inp * mask
  * (out may alias inp). p = 0 gives mask = 1 and draws nothing. Backward: dinp += dout * mask. */

@@ -2,16 +2,17 @@
 #ifndef SL_TEST_MODEL_FIXTURE_H
 #define SL_TEST_MODEL_FIXTURE_H
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "core/batch.h"
 #include "core/config.h"
 #include "core/model.h"
 #include "core/rng.h"
 
-static inline void fx_add_modality(sl_schema_t *s, const char *name, sl_modality_kind_t kind, size_t d0, size_t d1, size_t d2)
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline void fx_add_modality(sl_schema_t *s, const char *name, sl_modality_kind_t kind, size_t d0,
+                                   size_t d1, size_t d2)
 {
     sl_modality_t *m = &s->modalities[s->n_modalities++];
     memset(m, 0, sizeof *m);
@@ -74,7 +75,8 @@ static inline void fx_fill_batch(sl_batch_t *b, size_t B, sl_rng_t *r)
             for (size_t j = 0; j < nv; j++) {
                 float *x = &b->x[k][i * nv + j];
                 if (s->modalities[k].kind == SL_MOD_TEXT)
-                    *x = j + i + 2 < nv + 1 ? (float)(1 + sl_rng_below(r, 255)) : 0.0f; /* sample i: i pad bytes */
+                    *x = j + i + 2 < nv + 1 ? (float)(1 + sl_rng_below(r, 255))
+                                            : 0.0f; /* sample i: i pad bytes */
                 else
                     *x = (float)sl_rng_normal(r);
             }

@@ -11,14 +11,14 @@
  *  - layout: frozen first, trainable last, contiguous, named as agreed;
  *  - errors on bad configs and inputs; a tiny model overfits a few samples.
  */
+#include "core/model.h"
+#include "model_fixture.h"
+#include "support/check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/model.h"
-#include "model_fixture.h"
-#include "support/check.h"
 
 static sl_rng_t R;
 
@@ -114,8 +114,8 @@ static void grad_check(const char *label, sl_model_t *m, const sl_batch_t *b, in
         double lm = model_loss(&c);
         memcpy(theta, t0, nt * sizeof(float));
         double num = (lp - lm) / (2.0 * (double)h);
-        CHECK_MSG(fabs(num - gv) <= 3e-4 + 1e-2 * fabs(gv), "%s: direction %d: numeric %.7g analytic %.7g", label,
-                  rep, num, gv);
+        CHECK_MSG(fabs(num - gv) <= 3e-4 + 1e-2 * fabs(gv), "%s: direction %d: numeric %.7g analytic %.7g",
+                  label, rep, num, gv);
     }
     printf("%s: %zu coordinates checked, worst error / tolerance %.3f\n", label, checked, worst);
     free(v), free(t0), free(g);
@@ -239,7 +239,8 @@ static void test_lora(void)
     CHECK(order_ok);
     CHECK_EQ(nt, want);
     CHECK_EQ(sl_model_trainable_offset(m) + nt, ntot);
-    CHECK(fx_param(m, "blocks.1.attn.q.lora_A") != (size_t)-1 && fx_param(m, "blocks.0.attn.k.lora_A") == (size_t)-1);
+    CHECK(fx_param(m, "blocks.1.attn.q.lora_A") != (size_t)-1 &&
+          fx_param(m, "blocks.0.attn.k.lora_A") == (size_t)-1);
     CHECK(fx_param(m, "blocks.0.mlp.down.lora_B") != (size_t)-1);
     fx_randomize_trainable(m, &R, 0.3f);
     size_t nfrozen = ntot - nt;
@@ -397,9 +398,18 @@ static void test_layout_and_errors(void)
     size_t lora = 2 * 4 * (2 * 4 * d);
     CHECK_EQ(tot, tokp + d + 2 * blockp + 2 * d + 6 * d + 6 + lora);
     CHECK_EQ(nt, lora + 6 * d + 6);
-    const char *names[] = {"tok.acc.proj.weight", "tok.acc.mod_emb", "tok.acc.pos_emb", "cls", "blocks.0.ln1.weight",
-                           "blocks.0.attn.q.weight", "blocks.0.attn.q.lora_A", "blocks.0.attn.q.lora_B",
-                           "blocks.1.mlp.up.weight", "head.weight", "head.bias", "ln_f.weight"};
+    const char *names[] = {"tok.acc.proj.weight",
+                           "tok.acc.mod_emb",
+                           "tok.acc.pos_emb",
+                           "cls",
+                           "blocks.0.ln1.weight",
+                           "blocks.0.attn.q.weight",
+                           "blocks.0.attn.q.lora_A",
+                           "blocks.0.attn.q.lora_B",
+                           "blocks.1.mlp.up.weight",
+                           "head.weight",
+                           "head.bias",
+                           "ln_f.weight"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         CHECK_MSG(fx_param(m, names[i]) != (size_t)-1, "missing %s", names[i]);
     size_t np;

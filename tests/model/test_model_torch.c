@@ -7,16 +7,16 @@
  * recomputes everything and requires relative error <= 1e-4 on logits, loss and every trainable
  * gradient. Skips (77) when /usr/bin/python3 cannot import torch.
  */
+#include "core/model.h"
+#include "model_fixture.h"
+#include "support/check.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "core/model.h"
-#include "model_fixture.h"
-#include "support/check.h"
 
 static sl_rng_t R;
 
@@ -53,15 +53,15 @@ static int write_case(const char *dir, sl_model_t *m, const sl_batch_t *b, float
             (long long)c->model.d_model, (long long)c->model.layers, (long long)c->model.heads,
             (long long)c->model.mlp_ratio, (long long)c->model.patch_len, (long long)c->model.image_patch,
             (long long)c->model.vector_group, (long long)c->model.text_max_len,
-            c->model.pooling == SL_POOL_MEAN ? "mean" : "cls", (long long)c->model.lora_rank, c->model.lora_alpha,
-            c->train.label_smoothing);
+            c->model.pooling == SL_POOL_MEAN ? "mean" : "cls", (long long)c->model.lora_rank,
+            c->model.lora_alpha, c->train.label_smoothing);
     fprintf(f, " \"schema\": [");
     for (size_t k = 0; k < s->n_modalities; k++)
         fprintf(f, "%s{\"name\": \"%s\", \"kind\": \"%s\", \"dims\": [%zu, %zu, %zu]}", k ? ", " : "",
                 s->modalities[k].name, kind_name(s->modalities[k].kind), s->modalities[k].dims[0],
                 s->modalities[k].dims[1], s->modalities[k].dims[2]);
-    fprintf(f, "],\n \"n_classes\": %zu, \"batch\": %zu, \"c_loss\": %.9g,\n \"params\": [\n", s->n_classes, B,
-            (double)loss);
+    fprintf(f, "],\n \"n_classes\": %zu, \"batch\": %zu, \"c_loss\": %.9g,\n \"params\": [\n", s->n_classes,
+            B, (double)loss);
     const sl_param_info_t *p = sl_model_params(m, &np);
     for (size_t i = 0; i < np; i++) {
         fprintf(f, "  {\"name\": \"%s\", \"shape\": [", p[i].name);
@@ -92,8 +92,8 @@ static int write_case(const char *dir, sl_model_t *m, const sl_batch_t *b, float
     return rc;
 }
 
-static void run_case(const char *root, const char *name, const sl_config_t *cfg, const sl_schema_t *s, size_t B,
-                     size_t absent_mod)
+static void run_case(const char *root, const char *name, const sl_config_t *cfg, const sl_schema_t *s,
+                     size_t B, size_t absent_mod)
 {
     char dir[1024], cmd[4096];
     snprintf(dir, sizeof dir, "%s/%s", root, name);

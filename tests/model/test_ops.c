@@ -8,14 +8,14 @@
  * h^2/6 * f''' is ~2e-5 for these smooth ops. Hence |num - ana| <= 2e-3 * max(1, |ana|)
  * (a wrong formula, missing term or wrong index gives errors of order |ana| >> that).
  */
+#include "core/ops.h"
+#include "core/rng.h"
+#include "support/check.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "core/ops.h"
-#include "core/rng.h"
-#include "support/check.h"
 
 static sl_rng_t R;
 
@@ -78,8 +78,8 @@ static double lin_loss(void *p)
     lin_ctx *c = p;
     sl_linear_forward(c->out, c->ld_out, c->inp, c->ld_in, c->w, c->b, c->rows, c->nin, c->nout);
     if (c->a)
-        sl_lora_forward(c->out, c->ld_out, c->la, c->inp, c->ld_in, c->a, c->lb, c->scale, c->rows, c->nin, c->nout,
-                        c->r);
+        sl_lora_forward(c->out, c->ld_out, c->la, c->inp, c->ld_in, c->a, c->lb, c->scale, c->rows, c->nin,
+                        c->nout, c->r);
     return dot(c->out, c->G, c->rows * c->ld_out);
 }
 
@@ -123,8 +123,8 @@ static void test_linear(int lora)
     float *da = fvec(c.r * c.nin), *dlb = fvec(c.nout * c.r), *dla = fvec(c.rows * c.r);
     sl_linear_backward(dinp, c.ld_in, dw, db, c.G, c.ld_out, c.inp, c.ld_in, c.w, c.rows, c.nin, c.nout);
     if (lora)
-        sl_lora_backward(dinp, c.ld_in, da, dlb, dla, c.G, c.ld_out, c.inp, c.ld_in, c.la, c.a, c.lb, c.scale, c.rows,
-                         c.nin, c.nout, c.r);
+        sl_lora_backward(dinp, c.ld_in, da, dlb, dla, c.G, c.ld_out, c.inp, c.ld_in, c.la, c.a, c.lb, c.scale,
+                         c.rows, c.nin, c.nout, c.r);
     const char *pfx = lora ? "lora" : "linear";
     char nm[64];
     snprintf(nm, sizeof nm, "%s.dinp", pfx);
@@ -165,7 +165,8 @@ static void test_layernorm(void)
 {
     ln_ctx c = {.rows = 5, .C = 12};
     size_t n = c.rows * c.C;
-    c.inp = fvec(n), c.w = fvec(c.C), c.b = fvec(c.C), c.out = fvec(n), c.mean = fvec(c.rows), c.rstd = fvec(c.rows);
+    c.inp = fvec(n), c.w = fvec(c.C), c.b = fvec(c.C), c.out = fvec(n), c.mean = fvec(c.rows),
+    c.rstd = fvec(c.rows);
     c.G = fvec(n);
     randn(c.inp, n, 1.5f);
     for (size_t i = 0; i < n; i++)
@@ -204,8 +205,8 @@ typedef struct {
 static double att_loss(void *p)
 {
     att_ctx *c = p;
-    sl_attention_forward(c->out, c->probs, c->q, c->ldq, c->k, c->v, c->ldkv, c->valid, c->B, c->NQ, c->N, c->C,
-                         c->NH, c->scratch);
+    sl_attention_forward(c->out, c->probs, c->q, c->ldq, c->k, c->v, c->ldkv, c->valid, c->B, c->NQ, c->N,
+                         c->C, c->NH, c->scratch);
     return dot(c->out, c->G, c->B * c->NQ * c->C);
 }
 
@@ -219,7 +220,8 @@ static double att_ref(const att_ctx *c, size_t b, size_t i, size_t h, size_t ch)
             continue;
         double acc = 0;
         for (size_t d = 0; d < hs; d++)
-            acc += (double)c->q[(b * c->NQ + i) * c->ldq + h * hs + d] * c->k[(b * c->N + j) * c->ldkv + h * hs + d];
+            acc += (double)c->q[(b * c->NQ + i) * c->ldq + h * hs + d] *
+                   c->k[(b * c->N + j) * c->ldkv + h * hs + d];
         s[j] = acc / sqrt((double)hs);
         mx = fmax(mx, s[j]);
     }
@@ -281,8 +283,8 @@ static void test_attention(size_t NQ, size_t N, size_t C, size_t NH)
     att_loss(&c);
 
     float *dq = fvec(nq), *dk = fvec(nkv), *dv = fvec(nkv);
-    sl_attention_backward(dq, dk, dv, c.G, c.q, c.ldq, c.k, c.v, c.ldkv, c.probs, c.valid, c.B, c.NQ, c.N, c.C, c.NH,
-                          c.scratch);
+    sl_attention_backward(dq, dk, dv, c.G, c.q, c.ldq, c.k, c.v, c.ldkv, c.probs, c.valid, c.B, c.NQ, c.N,
+                          c.C, c.NH, c.scratch);
     fd_check("attention.dq", &c, att_loss, c.q, dq, nq);
     fd_check("attention.dk", &c, att_loss, c.k, dk, nkv);
     fd_check("attention.dv", &c, att_loss, c.v, dv, nkv);
@@ -437,7 +439,8 @@ static void test_misc(void)
     }
 
     /* residual */
-    float a[5] = {1, 2, 3, 4, 5}, b[5] = {5, 4, 3, 2, 1}, o[5], da[5] = {0}, db[5] = {0}, g[5] = {1, -1, 2, 0, 3};
+    float a[5] = {1, 2, 3, 4, 5}, b[5] = {5, 4, 3, 2, 1}, o[5], da[5] = {0}, db[5] = {0},
+          g[5] = {1, -1, 2, 0, 3};
     sl_residual_forward(o, a, b, 5);
     CHECK(o[0] == 6.0f && o[4] == 6.0f);
     sl_residual_backward(da, db, g, 5);
@@ -461,7 +464,8 @@ static void test_misc(void)
             bad++;
     }
     CHECK_EQ(bad, 0);
-    CHECK_MSG(fabs((double)zeros / (double)n - 0.25) < 0.015, "dropped fraction %g", (double)zeros / (double)n);
+    CHECK_MSG(fabs((double)zeros / (double)n - 0.25) < 0.015, "dropped fraction %g",
+              (double)zeros / (double)n);
     sl_dropout_backward(dx, mask, x, n);
     CHECK(dx[0] == x[0] * mask[0] && dx[n - 1] == x[n - 1] * mask[n - 1]);
     free(x), free(y), free(mask), free(dx);
