@@ -37,10 +37,18 @@ int cli_fed_model(const sl_config_t *cfg, const sl_dataset_t *ds, sl_model_t **o
     int rc = sl_model_new(out, cfg, sl_dataset_schema(ds));
     if (rc)
         return rc;
-    if (cfg->model.base[0] && (rc = sl_model_load(*out, cfg->model.base)) != 0) {
+    if (!cfg->model.base[0])
+        return 0;
+    /* A head of another shape (a 6-class base fine-tuned on 12 classes) keeps its seeded
+     * init, the same in every process; every other tensor must load. */
+    size_t loaded = 0, skipped = 0;
+    if ((rc = sl_model_load_ex(*out, cfg->model.base, SL_LOAD_SKIP_MISMATCHED, &loaded, &skipped)) != 0) {
         sl_model_destroy(out);
         return sl_error_wrap(rc, "base model %s", cfg->model.base);
     }
+    if (skipped)
+        SL_INFO("base model %s: %zu tensors loaded, %zu of another shape left at their seeded init",
+                cfg->model.base, loaded, skipped);
     return 0;
 }
 
