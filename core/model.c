@@ -552,6 +552,13 @@ int sl_model_new(sl_model_t **out, const sl_config_t *cfg, const sl_schema_t *sc
     if ((rc = parse_lora_targets(cfg->model.lora_targets, m->lora_target)))
         goto fail;
     set_shapes(m);
+    for (size_t k = 0; k < m->M; k++) /* keeps every size product far from overflow */
+        if (m->tok[k].n_tok > 65536 || m->tok[k].in_dim > ((size_t)1 << 24)) {
+            rc =
+                sl_error(SL_ECONFIG, "model: modality %s gives %zu tokens of %zu values (limits 65536, 2^24)",
+                         m->schema.modalities[k].name, m->tok[k].n_tok, m->tok[k].in_dim);
+            goto fail;
+        }
     if ((rc = alloc_common(m)))
         goto fail;
 
@@ -877,6 +884,12 @@ static int tokenize(sl_model_t *m, const sl_batch_t *batch, size_t B)
     for (size_t k = 0; k < m->M; k++) {
         tokzr_t *t = &m->tok[k];
         size_t n = t->n_tok;
+        if (!batch->x[k])
+            for (size_t b = 0; b < B; b++)
+                if (!batch->present || batch->present[b * m->M + k])
+                    return sl_error(SL_EINVAL,
+                                    "model: modality %s is present in sample %zu but has no values",
+                                    m->schema.modalities[k].name, b);
         if (t->kind == SL_MOD_TEXT) {
             size_t L = m->schema.modalities[k].dims[0];
             for (size_t b = 0; b < B; b++) {

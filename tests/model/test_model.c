@@ -477,6 +477,17 @@ static void test_layout_and_errors(void)
     CHECK(sl_model_forward(m, &b, 0, NULL, &l) == SL_EINVAL);
     b.present[0 * 4 + 3] = 0; /* ... unless the modality is absent */
     CHECK(sl_model_forward(m, &b, 0, NULL, &l) == 0);
+    float *keep = b.x[2]; /* a present modality without values is an error, an absent one is not */
+    b.x[2] = NULL;
+    CHECK(sl_model_forward(m, &b, 0, NULL, &l) == SL_EINVAL);
+    CHECK_CONTAINS(sl_last_error(), "feat");
+    b.present[0 * 4 + 2] = b.present[1 * 4 + 2] = 0;
+    CHECK(sl_model_forward(m, &b, 0, NULL, &l) == 0);
+    b.x[2] = keep;
+    sl_schema_t huge = s;
+    huge.modalities[0].dims[0] = (size_t)1 << 40;
+    sl_model_t *hm = NULL;
+    CHECK(sl_model_new(&hm, &cfg, &huge) == SL_ECONFIG && hm == NULL);
     /* dropout in training needs an rng */
     sl_model_destroy(&m);
     cfg.model.dropout = 0.1;
