@@ -126,16 +126,20 @@ void sl_secagg_pack(const uint32_t *v, size_t m, unsigned bits, uint8_t *out)
     unsigned have = 0;
     size_t o = 0;
     for (size_t i = 0; i < m; i++) {
-        acc |= (uint64_t)v[i] << have;
+        acc |= (uint64_t)v[i] << have; /* have < 32, so this fits in 64 bits */
         have += bits;
-        while (have >= 8) {
-            out[o++] = (uint8_t)acc;
-            acc >>= 8;
-            have -= 8;
+        if (have >= 32) { /* flush 32 bits at once */
+            sl_secagg_put_u32(out + o, (uint32_t)acc);
+            o += 4;
+            acc >>= 32;
+            have -= 32;
         }
     }
-    if (have)
-        out[o] = (uint8_t)acc;
+    while (have > 0) {
+        out[o++] = (uint8_t)acc;
+        acc >>= 8;
+        have = have > 8 ? have - 8 : 0;
+    }
 }
 
 void sl_secagg_unpack_add(const uint8_t *in, size_t m, unsigned bits, uint32_t *acc)
@@ -157,12 +161,20 @@ void sl_secagg_unpack_add(const uint8_t *in, size_t m, unsigned bits, uint32_t *
     }
     uint64_t buf = 0;
     unsigned have = 0;
-    size_t o = 0;
+    size_t o = 0, total = sl_secagg_packed_bytes(m, bits);
     uint64_t mask = (UINT64_C(1) << bits) - 1;
     for (size_t i = 0; i < m; i++) {
-        while (have < bits) {
-            buf |= (uint64_t)in[o++] << have;
-            have += 8;
+        if (have < bits) { /* refill 32 bits at once while 4 bytes remain, then bytewise */
+            if (total - o >= 4) {
+                buf |= (uint64_t)get_u32(in + o) << have;
+                o += 4;
+                have += 32;
+            } else {
+                while (have < bits) {
+                    buf |= (uint64_t)in[o++] << have;
+                    have += 8;
+                }
+            }
         }
         acc[i] += (uint32_t)(buf & mask);
         buf >>= bits;
