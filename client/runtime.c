@@ -176,6 +176,8 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
             }
             double heard = sl_client_last_heard(clients[i]);
             double since = heard > s->connected_at ? heard : s->connected_at;
+            if (s->busy_until > since)
+                since = s->busy_until;
             if (now - since > silence) {
                 drop_slot(s, opts, now, sl_client_id(clients[i]), "coordinator silent");
                 continue;

@@ -23,6 +23,12 @@ static volatile sig_atomic_t stop_flag;
 static int run_rc = -999;
 static sl_client_t *cl;
 
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
 static int train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
                  sl_update_info_t *info)
 {
@@ -92,6 +98,10 @@ int main(void)
     int linger = 0;
     zmq_setsockopt(r, ZMQ_LINGER, &linger, sizeof linger);
     CHECK(zmq_bind(r, endpoint) == 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGUSR1, &sa, NULL);
     sl_client_opts_t co = {.client_id = 5,
                            .dim = DIM,
                            .train_examples = 3,
@@ -156,7 +166,7 @@ int main(void)
         update = recv_type(r, id2, &l2, 100, &m) == SL_MSG_UPDATE;
     CHECK(update);
     /* SIGINT: the client says BYE and returns SL_EINTR */
-    stop_flag = 1;
+    pthread_kill(th, SIGUSR1); /* as a SIGINT handler would: the flag is set in the client's thread */
     int bye = 0;
     for (int i = 0; i < 50 && !bye; i++)
         bye = recv_type(r, id2, &l2, 100, &m) == SL_MSG_BYE;
