@@ -13,6 +13,7 @@ typedef struct {
     sl_transport_t *t;
     double connected_at;
     double retry_at;   /* reconnect time while disconnected */
+    double busy_until; /* end of the last message handling (training is synchronous) */
     unsigned failures; /* consecutive reconnects */
     unsigned reconnects;
 } slot_t;
@@ -148,6 +149,7 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
                 }
                 r = sl_client_on_message(clients[i], f.header, f.header_len, f.payload, f.payload_len,
                                          sl_now());
+                slots[i].busy_until = sl_now(); /* silence counts from here, not from the TASK */
                 if (r && !finished(clients[i]))
                     SL_WARN("client %llu: %s", (unsigned long long)sl_client_id(clients[i]), sl_last_error());
                 slots[i].failures = 0;
