@@ -60,7 +60,7 @@ typedef struct {
     float *probs;                     /* (B, NH, nq, N) */
     float *atty, *attp, *mask1, *x1;  /* (B*nq, d) */
     float *ln2, *ln2_mean, *ln2_rstd; /* (B*nq, d), (B*nq) */
-    float *hpre, *hact;               /* (B*nq, H) */
+    float *hpre, *hact, *hsig;        /* (B*nq, H): pre-activation, GELU, its sigmoid */
     float *mlpo, *mask2, *xout;       /* (B*nq, d) */
 } layer_act_t;
 
@@ -390,6 +390,7 @@ static size_t layout_acts(sl_model_t *m, float *a, size_t B)
         carve(a, &off, &x->ln2_rstd, rq);
         carve(a, &off, &x->hpre, rq * H);
         carve(a, &off, &x->hact, rq * H);
+        carve(a, &off, &x->hsig, rq * H);
         carve(a, &off, &x->mlpo, rq * d);
         carve(a, &off, &x->mask2, rq * d);
         carve(a, &off, &x->xout, rq * d);
@@ -1023,7 +1024,7 @@ static int forward_one(sl_model_t *m, const sl_batch_t *batch, int training, sl_
         sl_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x1, bk->ln2w, bk->ln2b, rq, d);
         lin_fwd(m, a->hpre, H, a->ln2, d, bk->up.w, bk->up.b, bk->up.la, bk->up.lb, a->lora_a[LT_UP], rq, d,
                 H);
-        sl_gelu_forward(a->hact, a->hpre, rq * H);
+        sl_gelu_forward(a->hact, a->hsig, a->hpre, rq * H);
         lin_fwd(m, a->mlpo, d, a->hact, H, bk->down.w, bk->down.b, bk->down.la, bk->down.lb,
                 a->lora_a[LT_DOWN], rq, H, d);
         if (drop)
@@ -1164,7 +1165,7 @@ static int backward_one(sl_model_t *m)
         lin_bwd(m, m->dact, H, dmo, d, a->hact, H, bk->down.w, bk->down.gw, bk->down.gb, bk->down.la,
                 bk->down.lb, bk->down.gla, bk->down.glb, a->lora_a[LT_DOWN], rq, H, d);
         memset(m->dhpre, 0, rq * H * sizeof(float));
-        sl_gelu_backward(m->dhpre, a->hpre, m->dact, rq * H);
+        sl_gelu_backward(m->dhpre, a->hpre, a->hsig, m->dact, rq * H);
         int need_mid = attn_needed;
         if (need_mid)
             memset(m->dln2, 0, rq * d * sizeof(float));

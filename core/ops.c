@@ -517,31 +517,40 @@ static void gelu_exp(float *e, const float *x, size_t n)
     exp_array(e, e, n);
 }
 
-void sl_gelu_forward(float *out, const float *inp, size_t n)
+void sl_gelu_forward(float *out, float *sig, const float *inp, size_t n)
 {
-    // inp, out are (n): out = x * sigmoid(2u)
+    // inp, out, sig are (n): s = sigmoid(2u), out = x * s
     float e[GELU_CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
         size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
         const float *x = inp + i0;
         gelu_exp(e, x, m);
         for (size_t i = 0; i < m; i++)
-            out[i0 + i] = x[i] / (1.0f + e[i]);
+            e[i] = 1.0f / (1.0f + e[i]);
+        for (size_t i = 0; i < m; i++)
+            out[i0 + i] = x[i] * e[i];
+        if (sig)
+            memcpy(sig + i0, e, m * sizeof(float));
     }
 }
 
-void sl_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+void sl_gelu_backward(float *dinp, const float *inp, const float *sig, const float *dout, size_t n)
 {
     // d/dx [x s(2u)] = s + 2 x s (1 - s) u'
     float e[GELU_CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += GELU_CHUNK) {
         size_t m = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
-        const float *x = inp + i0;
-        gelu_exp(e, x, m);
+        const float *x = inp + i0, *s = e;
+        if (sig) {
+            s = sig + i0;
+        } else {
+            gelu_exp(e, x, m);
+            for (size_t i = 0; i < m; i++)
+                e[i] = 1.0f / (1.0f + e[i]);
+        }
         for (size_t i = 0; i < m; i++) {
-            float s = 1.0f / (1.0f + e[i]);
             float du = GELU_K * (1.0f + 3.0f * GELU_C * x[i] * x[i]);
-            dinp[i0 + i] += (s + 2.0f * x[i] * s * (1.0f - s) * du) * dout[i0 + i];
+            dinp[i0 + i] += (s[i] + 2.0f * x[i] * s[i] * (1.0f - s[i]) * du) * dout[i0 + i];
         }
     }
 }

@@ -61,11 +61,12 @@ void sl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                            const uint8_t *key_valid, size_t B, size_t NQ, size_t N, size_t C, size_t NH,
                            float *scratch);
 
-/* GELU, tanh approximation (torch approximate='tanh'): out (n) = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715
- * x^3))). */
-void sl_gelu_forward(float *out, const float *inp, size_t n);
-/* dinp (n) += gelu'(inp) * dout. */
-void sl_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* GELU, tanh approximation (torch approximate='tanh'):
+ * out (n) = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))), computed as x * sigmoid(2u).
+ * sig (n), if not NULL, keeps the sigmoid for the backward. */
+void sl_gelu_forward(float *out, float *sig, const float *inp, size_t n);
+/* dinp (n) += gelu'(inp) * dout; sig from the forward, or NULL to recompute it. */
+void sl_gelu_backward(float *dinp, const float *inp, const float *sig, const float *dout, size_t n);
 
 /* out (n) = a + b (out may alias a or b). Backward: da += dout, db += dout. */
 void sl_residual_forward(float *out, const float *a, const float *b, size_t n);
