@@ -1,122 +1,164 @@
 #include "client/trainer.h"
 
 #include "core/layout.h"
-#include "core/metrics.h"
+#include "core/log.h"
 #include "core/train.h"
 
-#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* global (dim) -> the model's trainable vector. */
-static int load_global(sl_local_trainer_t *t, const float *global, size_t dim, float **w)
+struct sl_client_trainer {
+    sl_model_t *model; /* owned clone sharing the base's frozen weights */
+    sl_config_t cfg;   /* the task overrides train.* per round */
+    sl_example_source_t train, test;
+    int has_test;
+    uint64_t wire_id;
+    uint64_t layout;
+    const sl_schema_t *schema;
+    char modality_names[SL_MAX_MODALITIES][SL_NAME_MAX];
+    size_t n_present;
+    sl_task_hook_fn hook;
+    void *hook_ctx;
+};
+
+int sl_client_trainer_new(sl_client_trainer_t **out, const sl_model_t *base, const sl_config_t *cfg,
+                          sl_dataset_t *ds, size_t index)
 {
-    size_t n = 0;
-    *w = sl_model_trainable(t->model, &n);
-    if (n != dim)
-        return sl_error(SL_EMISMATCH,
-                        "client %llu: global vector has %zu values, the model's trainable vector %zu",
-                        (unsigned long long)t->client_id, dim, n);
-    memcpy(*w, global, dim * sizeof **w);
+    *out = NULL;
+    if (index >= sl_dataset_num_clients(ds))
+        return sl_error(SL_EINVAL, "client index %zu: the dataset has %zu clients", index,
+                        sl_dataset_num_clients(ds));
+    sl_client_trainer_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return sl_error(SL_ENOMEM, "client trainer: out of memory");
+    t->cfg = *cfg;
+    t->wire_id = (uint64_t)index + 1;
+    int rc = sl_model_clone_shared(base, &t->model);
+    if (rc == 0)
+        rc = sl_dataset_client_source(ds, index, SL_SPLIT_TRAIN, &t->train);
+    if (rc) {
+        sl_client_trainer_destroy(&t);
+        return rc;
+    }
+    t->has_test = sl_dataset_client_source(ds, index, SL_SPLIT_TEST, &t->test) == 0 && t->test.count > 0;
+    t->layout = sl_model_layout_hash(t->model);
+    /* The modalities this client's device has (modality dropout removes some). */
+    t->schema = sl_dataset_schema(ds);
+    for (size_t m = 0; m < t->schema->n_modalities; m++)
+        if (!sl_dataset_client_missing(ds, index, m))
+            snprintf(t->modality_names[t->n_present++], SL_NAME_MAX, "%s", t->schema->modalities[m].name);
+    *out = t;
     return 0;
 }
 
-static int eval_split(sl_local_trainer_t *t, size_t batch, sl_eval_info_t *out)
+void sl_client_trainer_destroy(sl_client_trainer_t **tp)
 {
+    if (!tp || !*tp)
+        return;
+    sl_model_destroy(&(*tp)->model);
+    free(*tp);
+    *tp = NULL;
+}
+
+sl_model_t *sl_client_trainer_model(sl_client_trainer_t *t)
+{
+    return t->model;
+}
+
+void sl_client_trainer_set_task_hook(sl_client_trainer_t *t, sl_task_hook_fn fn, void *ctx)
+{
+    t->hook = fn;
+    t->hook_ctx = ctx;
+}
+
+/* Load `global` into the model and evaluate it on the local test split. */
+static int evaluate_global(sl_client_trainer_t *t, const float *global, sl_eval_info_t *out)
+{
+    size_t n;
+    float *w = sl_model_trainable(t->model, &n);
+    memcpy(w, global, n * sizeof *w);
     memset(out, 0, sizeof *out);
-    if (t->test.count == 0)
+    if (!t->has_test)
         return 0;
-    const sl_schema_t *schema = sl_model_schema(t->model);
     sl_metrics_t mt;
-    int rc = sl_metrics_init(&mt, schema->n_classes);
+    int rc = sl_metrics_init(&mt, t->schema->n_classes);
     if (rc)
         return rc;
-    rc = sl_evaluate(t->model, &t->test, batch ? batch : 64, &mt);
-    if (!rc) {
+    rc = sl_evaluate(t->model, &t->test, (size_t)t->cfg.train.batch_size, &mt);
+    if (rc == 0) {
         out->examples = mt.examples;
         out->loss = mt.loss;
         out->accuracy = mt.accuracy;
         out->macro_f1 = mt.macro_f1;
-        if (!isfinite(out->loss))
-            rc = sl_error(SL_ENOTFINITE, "client %llu: evaluation loss is not finite",
-                          (unsigned long long)t->client_id);
     }
     sl_metrics_free(&mt);
     return rc;
 }
 
-int sl_local_trainer_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
-                           sl_update_info_t *info)
+static int on_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                    sl_update_info_t *info)
 {
-    sl_local_trainer_t *t = ctx;
-    size_t n = 0;
-    sl_model_trainable(t->model, &n);
-    float *w;
-    int rc = load_global(t, global, n, &w);
-    if (rc)
+    sl_client_trainer_t *t = ctx;
+    int rc;
+    if (t->hook && (rc = t->hook(t->hook_ctx, task)) != 0)
         return rc;
-    if (t->train.count == 0)
-        return sl_error(SL_EINVAL, "client %llu: no local training examples",
-                        (unsigned long long)t->client_id);
-    if (task->info.want_eval && t->test.count > 0) {
+    memset(info, 0, sizeof *info);
+    if (task->info.want_eval) {
         sl_eval_info_t ev;
-        if ((rc = eval_split(t, task->info.batch_size, &ev)))
+        if ((rc = evaluate_global(t, global, &ev)) != 0)
             return rc;
-        info->has_eval = 1;
+        info->has_eval = (uint8_t)(t->has_test != 0);
         info->eval_examples = ev.examples;
         info->eval_loss = ev.loss;
         info->eval_accuracy = ev.accuracy;
     }
-    sl_config_t local = *t->cfg; /* the TASK's training configuration wins */
-    local.train.lr = task->info.lr;
-    local.train.local_epochs = (int64_t)task->info.local_epochs;
-    local.train.local_steps = (int64_t)task->info.local_steps;
-    local.train.batch_size = (int64_t)task->info.batch_size;
-    local.train.fedprox_mu = task->info.fedprox_mu;
+    size_t n;
+    float *w = sl_model_trainable(t->model, &n);
+    memcpy(w, global, n * sizeof *w);
+    /* The coordinator's TASK decides this round's local training. */
+    sl_config_t cfg = t->cfg;
+    cfg.train.lr = task->info.lr;
+    cfg.train.local_epochs = task->info.local_epochs;
+    cfg.train.local_steps = (int64_t)task->info.local_steps;
+    cfg.train.batch_size = task->info.batch_size;
+    cfg.train.fedprox_mu = task->info.fedprox_mu;
     sl_train_stats_t st;
-    memset(&st, 0, sizeof st);
-    rc = sl_train_local(t->model, &local, &t->train, task->round, t->client_id,
+    rc = sl_train_local(t->model, &cfg, &t->train, task->round, task->client_id,
                         task->info.fedprox_mu > 0 ? global : NULL, &st);
     if (rc)
         return rc;
-    /* delta (dim) = trained (dim) - global (dim) */
-    for (size_t j = 0; j < n; j++)
-        delta[j] = w[j] - global[j];
-    info->examples = t->train.count; /* FedAvg weight n_k: the local dataset size */
+    for (size_t i = 0; i < n; i++)
+        delta[i] = w[i] - global[i];
+    /* FedAvg weighs by local dataset size (not by examples seen, which counts epochs). */
+    info->examples = t->train.count;
     info->steps = st.steps;
     info->train_loss = st.loss;
     info->seconds = st.seconds;
-    if (!isfinite(st.loss) || st.loss < 0)
-        return sl_error(SL_ENOTFINITE, "client %llu: training loss %g", (unsigned long long)t->client_id,
-                        st.loss);
+    SL_DEBUG("client %llu: round %llu trained %zu steps, loss %.4f", (unsigned long long)t->wire_id,
+             (unsigned long long)task->round, st.steps, st.loss);
     return 0;
 }
 
-int sl_local_trainer_evaluate(void *ctx, uint64_t round, const float *global, size_t dim, sl_eval_info_t *out)
+static int on_evaluate(void *ctx, uint64_t round, const float *global, size_t dim, sl_eval_info_t *out)
 {
     (void)round;
-    sl_local_trainer_t *t = ctx;
-    float *w;
-    int rc = load_global(t, global, dim, &w);
-    if (rc)
-        return rc;
-    return eval_split(t, (size_t)t->cfg->train.batch_size, out);
+    (void)dim;
+    return evaluate_global(ctx, global, out);
 }
 
-void sl_local_trainer_client_opts(sl_local_trainer_t *t, sl_client_opts_t *o)
+void sl_client_trainer_bind(sl_client_trainer_t *t, sl_client_opts_t *opts)
 {
-    memset(o, 0, sizeof *o);
-    size_t n = 0;
-    sl_model_trainable(t->model, &n);
-    o->client_id = t->client_id;
-    o->dim = n;
-    o->layout = sl_model_layout_hash(t->model);
-    o->train_examples = t->train.count;
-    o->test_examples = t->test.count;
-    const sl_schema_t *s = sl_model_schema(t->model);
-    o->n_modalities = s->n_modalities < SL_WIRE_MAX_MODS ? s->n_modalities : SL_WIRE_MAX_MODS;
-    for (size_t i = 0; i < o->n_modalities; i++)
-        o->modalities[i] = s->modalities[i].name;
-    o->ctx = t;
-    o->train = sl_local_trainer_train;
-    o->evaluate = sl_local_trainer_evaluate;
+    size_t n;
+    (void)sl_model_trainable(t->model, &n);
+    opts->client_id = t->wire_id;
+    opts->dim = n;
+    opts->layout = t->layout;
+    opts->train_examples = t->train.count;
+    opts->test_examples = t->has_test ? t->test.count : 0;
+    opts->n_modalities = t->n_present;
+    for (size_t m = 0; m < t->n_present && m < SL_WIRE_MAX_MODS; m++)
+        opts->modalities[m] = t->modality_names[m];
+    opts->ctx = t;
+    opts->train = on_train;
+    opts->evaluate = on_evaluate;
 }
