@@ -92,10 +92,12 @@ static int write_case(const char *dir, sl_model_t *m, const sl_batch_t *b, float
     return rc;
 }
 
+static char case_dirs[4096]; /* the cases written so far, for one python run */
+
 static void run_case(const char *root, const char *name, const sl_config_t *cfg, const sl_schema_t *s,
                      size_t B, size_t absent_mod)
 {
-    char dir[1024], cmd[4096];
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
     CHECK(mkdir(dir, 0700) == 0);
     sl_model_t *m = NULL;
@@ -118,10 +120,8 @@ static void run_case(const char *root, const char *name, const sl_config_t *cfg,
     CHECK(sl_model_forward(m, &b, 1, NULL, &loss) == 0);
     CHECK(sl_model_backward(m) == 0);
     CHECK(write_case(dir, m, &b, loss) == 0);
-    const char *src = getenv("SL_SOURCE_DIR");
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/torch_model.py %s", src ? src : ".", dir);
-    int rc = system(cmd);
-    CHECK_MSG(rc == 0, "%s: the PyTorch reference disagrees (see above)", name);
+    size_t used = strlen(case_dirs);
+    snprintf(case_dirs + used, sizeof case_dirs - used, " %s", dir);
     sl_batch_free(&b);
     sl_model_destroy(&m);
 }
@@ -170,6 +170,13 @@ int main(void)
     cfg.train.label_smoothing = 0.05;
     run_case(root, "multi_full_cls", &cfg, &s, 5, 3);
 
+    /* one python process for all cases (importing torch dominates the time) */
+    char cmd[8192];
+    const char *src = getenv("SL_SOURCE_DIR");
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/reference/torch_model.py%s", src ? src : ".",
+             case_dirs);
+    int rc = system(cmd);
+    CHECK_MSG(rc == 0, "the PyTorch reference disagrees (see above)");
     rm_tree(root);
     return check_summary("test_model_torch");
 }

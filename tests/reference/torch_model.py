@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """PyTorch reference of starling's multimodal model (core/model.h), for tests/model/test_model_torch.
 
-Usage: /usr/bin/python3 torch_model.py CASE_DIR
+Usage: /usr/bin/python3 torch_model.py CASE_DIR [CASE_DIR...]
 
-CASE_DIR is written by the C test and holds (all little-endian, row-major):
+Each CASE_DIR is written by the C test and holds (all little-endian, row-major):
   manifest.json   {"config": {...model keys..., "mode", "label_smoothing"},
                    "schema": [{"name", "kind", "dims": [d0, d1, d2]}...], "n_classes", "batch",
                    "params": [{"name", "shape", "offset", "numel", "trainable"}...] (buffer order),
@@ -17,10 +17,10 @@ CASE_DIR is written by the C test and holds (all little-endian, row-major):
 
 The reference is written independently of the C code, in float64, from torch building blocks
 (F.layer_norm, softmax with a -inf key mask, F.gelu(approximate='tanh'), F.cross_entropy with
-label_smoothing) and autograd. It compares logits, loss and every trainable gradient:
+label_smoothing) and autograd. For every case it compares logits, loss and every trainable gradient:
 relative error ||c - ref|| / ||ref|| <= 1e-4 per tensor (max |c| <= 1e-6 for a gradient that is
-mathematically zero, like the key bias's). Exit 0 on agreement, 1 otherwise.
-"""
+mathematically zero, like the key bias's).
+Exit 0 when every case agrees, 1 otherwise. """
 import json
 import math
 import os
@@ -138,8 +138,7 @@ def rel(c, ref):
     return float(np.linalg.norm(c - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-def main():
-    case = sys.argv[1]
+def check(case):
     torch.set_grad_enabled(True)
     man, P, xs, present, labels = load(case)
     logits = forward(man, P, xs, present)
@@ -177,7 +176,12 @@ def main():
     ntr = sum(1 for p in man["params"] if p["trainable"])
     print("%s: %d trainable gradients, worst rel err %.2e" % (os.path.basename(case), ntr, worst))
     print("%s: %s" % (os.path.basename(case), "OK" if ok else "FAIL"))
-    return 0 if ok else 1
+    return ok
+
+
+def main():
+    results = [check(case) for case in sys.argv[1:]]
+    return 0 if results and all(results) else 1
 
 
 if __name__ == "__main__":
