@@ -1,5 +1,7 @@
 #include "coordinator/aggregator.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +15,30 @@ void sl_aggregator_destroy(sl_aggregator_t **pa)
     *pa = NULL;
 }
 
-/* ---- streaming weighted mean: O(dim) ------------------------------------------------------ */
+/* ---- streaming weighted mean: O(dim), exact and order-independent ------------------------- *
+ * Each term weight * delta[i] is computed in double and cut to a 128-bit fixed-point number
+ * with 63 fractional bits (deterministically, per term); integer addition is associative, so
+ * the sum, and the mean rounded to float at the end, are the same bits whatever order the
+ * updates arrive in: a resumed run reproduces an uninterrupted one even over a real network.
+ * Resolution 2^-63 (about 1e-19 absolute); terms must stay below 2^43 in magnitude. */
+
+__extension__ typedef __int128 acc_t;
+
+#define TERM_MAX   0x1p43 /* so 2^20 terms of 2^(43+63) fit in 127 bits */
+#define FRAC_SCALE 0x1p63
+
+static acc_t fixed(double p)
+{
+    double hi = trunc(p);                                      /* |hi| < 2^43: exact in int64 */
+    double frac = p - hi;                                      /* exact: the fractional bits of p */
+    int64_t h = (int64_t)hi, l = (int64_t)(frac * FRAC_SCALE); /* |l| < 2^63 */
+    return (acc_t)h * ((acc_t)1 << 62) * 2 + (acc_t)l;
+}
 
 typedef struct {
     size_t dim;
-    double *sum; /* (dim) running sum of weight * delta */
-    double weight;
+    acc_t *sum;   /* (dim) running sum of weight * delta, fixed point */
+    acc_t weight; /* sum of weights, fixed point */
     size_t count;
 } mean_t;
 
@@ -35,14 +55,19 @@ static int mean_begin(void *self, uint64_t round, const uint64_t *clients, size_
 
 static int mean_add(void *self, uint64_t client, const float *delta, size_t dim, double weight)
 {
-    (void)client;
     mean_t *a = self;
-    if (dim != a->dim || !(weight > 0))
+    if (dim != a->dim || !(weight > 0) || !(weight < TERM_MAX))
         return sl_error(SL_EINVAL, "aggregator mean: dim %zu (want %zu), weight %g", dim, a->dim, weight);
+    if (a->count >= ((size_t)1 << 20))
+        return sl_error(SL_ERANGE, "aggregator mean: more than 2^20 updates in one round");
+    for (size_t i = 0; i < dim; i++) /* check first: a refused update leaves the sum untouched */
+        if (!(fabs(weight * (double)delta[i]) < TERM_MAX))
+            return sl_error(SL_ERANGE, "aggregator mean: client %llu: weighted value %g at %zu is too large",
+                            (unsigned long long)client, weight * (double)delta[i], i);
     /* sum (dim) += weight * delta (dim) */
     for (size_t i = 0; i < dim; i++)
-        a->sum[i] += weight * (double)delta[i];
-    a->weight += weight;
+        a->sum[i] += fixed(weight * (double)delta[i]);
+    a->weight += fixed(weight);
     a->count++;
     return 0;
 }
@@ -52,12 +77,13 @@ static int mean_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
     mean_t *a = self;
     if (dim != a->dim)
         return sl_error(SL_EINVAL, "aggregator mean: dim %zu (want %zu)", dim, a->dim);
+    double w = (double)a->weight; /* both scaled by 2^63: the scale cancels */
     res->count = a->count;
-    res->total_weight = a->weight;
+    res->total_weight = w / FRAC_SCALE;
     if (a->count == 0)
         return sl_error(SL_EQUORUM, "aggregator mean: no updates");
     for (size_t i = 0; i < dim; i++)
-        out[i] = (float)(a->sum[i] / a->weight);
+        out[i] = (float)((double)a->sum[i] / w);
     return 0;
 }
 
@@ -75,7 +101,7 @@ int sl_aggregator_mean_new(sl_aggregator_t **out, size_t dim)
     *out = NULL;
     sl_aggregator_t *g = calloc(1, sizeof *g);
     mean_t *a = calloc(1, sizeof *a);
-    double *sum = calloc(dim ? dim : 1, sizeof *sum);
+    acc_t *sum = calloc(dim ? dim : 1, sizeof *sum);
     if (!g || !a || !sum) {
         free(g), free(a), free(sum);
         return sl_error(SL_ENOMEM, "aggregator mean: out of memory (dim %zu)", dim);

@@ -10,7 +10,8 @@
  *   finish(out_mean)                               once, when the round closes
  *
  * Built-in aggregators:
- *   mean          streaming weighted mean: a running double-precision sum, O(dim) memory
+ *   mean          streaming weighted mean: an exact 128-bit fixed-point running sum (the
+ *                 result does not depend on arrival order), O(dim) memory
  *                 whatever the number of clients (the default, FedAvg and the server
  *                 optimizers all consume its output)
  *   median        coordinate-wise median, unweighted        } buffer every update:

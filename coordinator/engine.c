@@ -1144,6 +1144,17 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
         w = e->cfg.federation.weight_cap;
     if (!secure) {
         int rc = e->agg->add_update(e->agg->self, c->id, m->vec, e->dim, w);
+        if (rc == SL_ERANGE || rc == SL_EINVAL) { /* the update's fault (absurd values or weight) */
+            char why[SL_WIRE_MAX_STR + 1];
+            snprintf(why, sizeof why, "update refused: %s", sl_last_error());
+            warn_peer(e, now, "coordinator: client %llu: %s", (unsigned long long)c->id, why);
+            e->rep.rejected++;
+            c->answered = 1;
+            e->n_left++;
+            if ((rc = release_credit(e, c)) || (rc = send_error(e, &c->peer, c->id, SL_WERR_UNEXPECTED, why)))
+                return fail_run(e, rc, sl_last_error());
+            return maybe_close(e, now);
+        }
         if (rc)
             return fail_hook(e, rc, "aggregator add_update");
     }

@@ -989,6 +989,69 @@ static void test_robust_aggregators(void)
     sl_aggregator_destroy(&m);
 }
 
+/* The streaming mean does not depend on arrival order (exact fixed-point sum), and agrees
+ * with a long-double reference. */
+static void test_mean_order_independent(void)
+{
+    enum { N = 200, D = 1000 };
+    float *rows = malloc((size_t)N * D * sizeof *rows);
+    double w[N];
+    sl_rng_t rng;
+    sl_rng_init(&rng, 5, "order", 0, 0);
+    for (size_t i = 0; i < N; i++) {
+        w[i] = 1.0 + (double)sl_rng_below(&rng, 500);
+        for (size_t j = 0; j < D; j++) /* magnitudes from 1e-6 to 1e2 */
+            rows[i * D + j] = (float)(sl_rng_normal(&rng) * pow(10.0, -6.0 + 8.0 * sl_rng_uniform(&rng)));
+    }
+    float out[2][D];
+    uint64_t ids[N];
+    for (size_t i = 0; i < N; i++)
+        ids[i] = i + 1;
+    for (int pass = 0; pass < 2; pass++) {
+        sl_aggregator_t *a = NULL;
+        CHECK(sl_aggregator_mean_new(&a, D) == 0);
+        CHECK(a->begin_round(a->self, 1, ids, N, NULL) == 0);
+        size_t order[N];
+        for (size_t i = 0; i < N; i++)
+            order[i] = i;
+        if (pass == 1)
+            sl_rng_shuffle_size(&rng, order, N);
+        for (size_t k = 0; k < N; k++)
+            CHECK(a->add_update(a->self, ids[order[k]], rows + order[k] * D, D, w[order[k]]) == 0);
+        sl_agg_result_t res;
+        CHECK(a->finish(a->self, out[pass], D, &res) == 0);
+        sl_aggregator_destroy(&a);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0);
+    double maxrel = 0;
+    for (size_t j = 0; j < D; j++) {
+        long double s = 0, ws = 0;
+        for (size_t i = 0; i < N; i++) {
+            s += (long double)w[i] * rows[i * D + j];
+            ws += w[i];
+        }
+        double ref = (double)(s / ws);
+        double scale = 0;
+        for (size_t i = 0; i < N; i++)
+            scale = fmax(scale, fabs((double)rows[i * D + j]));
+        maxrel = fmax(maxrel, fabs((double)out[0][j] - ref) / scale);
+    }
+    CHECK_MSG(maxrel < 1e-7, "max error %g relative to the largest input", maxrel);
+    /* an absurd value is refused without touching the sum */
+    sl_aggregator_t *a = NULL;
+    CHECK(sl_aggregator_mean_new(&a, 2) == 0);
+    CHECK(a->begin_round(a->self, 1, ids, 2, NULL) == 0);
+    float big[2] = {1, 3e38f}, ok[2] = {1, 2};
+    CHECK(a->add_update(a->self, 1, big, 2, 1000) == SL_ERANGE);
+    CHECK(a->add_update(a->self, 2, ok, 2, 1) == 0);
+    float o2[2];
+    sl_agg_result_t r2;
+    CHECK(a->finish(a->self, o2, 2, &r2) == 0);
+    CHECK(o2[0] == 1 && o2[1] == 2 && r2.count == 1);
+    sl_aggregator_destroy(&a);
+    free(rows);
+}
+
 /* ---- the engine's edge: protocol violations --------------------------------------------------------- */
 
 static size_t outbox_find(sl_engine_t *e, int type, sl_msg_t *found)
@@ -1106,13 +1169,52 @@ static void test_engine_edge(void)
     CHECK(e == NULL);
 }
 
+/* An update the aggregator cannot take (absurd weight) is refused; the run goes on. */
+static void test_absurd_update(void)
+{
+    sl_config_t cfg = base_cfg();
+    cfg.federation.fraction = 1;
+    cfg.federation.min_clients = 1;
+    cfg.federation.rounds = 1;
+    float init[DIM] = {0};
+    sl_engine_t *e = NULL;
+    sl_engine_opts_t o = {.cfg = &cfg, .dim = DIM, .init = init, .start_clients = 2};
+    CHECK(sl_engine_new(&e, &o) == 0);
+    sl_peer_t pa = peer_of(1), pb = peer_of(2);
+    hello(e, &pa, 1, DIM, 0.0);
+    hello(e, &pb, 2, DIM, 0.0);
+    CHECK(sl_engine_tick(e, 0.1) == 0);
+    float d[DIM];
+    for (size_t j = 0; j < DIM; j++)
+        d[j] = 1.0f;
+    sl_msg_t m, got;
+    sl_msg_init(&m, SL_MSG_UPDATE, 1, 1);
+    m.n = DIM;
+    m.vec = d;
+    m.update.examples = (uint64_t)1e15;
+    feed(e, &pa, &m, 0.2);
+    CHECK_EQ(outbox_find(e, SL_MSG_ERROR, &got), 1);
+    CHECK_CONTAINS(got.why, "update refused");
+    CHECK_EQ(sl_engine_state(e), SL_ENGINE_ROUND);
+    m.sender = 2;
+    m.update.examples = 5;
+    feed(e, &pb, &m, 0.3);
+    CHECK_EQ(sl_engine_state(e), SL_ENGINE_DONE);
+    CHECK(sl_engine_last_report(e) && sl_engine_last_report(e)->reported == 1 &&
+          sl_engine_last_report(e)->rejected == 1);
+    CHECK(sl_engine_global(e, NULL)[0] == 1.0f);
+    sl_engine_destroy(&e);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
     test_checkpoint_format();
     test_strategies();
     test_robust_aggregators();
+    test_mean_order_independent();
     test_engine_edge();
+    test_absurd_update();
     test_fedavg_1000(0);
     test_fedavg_1000(8); /* upload credits: same result, at most 8 uploads in flight */
     test_quorum(SL_QUORUM_RETRY);
