@@ -675,6 +675,8 @@ int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out)
 {
     if (!base || !out)
         return sl_error(SL_EINVAL, "sl_model_clone_shared: NULL argument");
+    if (base->merged) /* the clone would add its LoRA on top of merged weights */
+        return sl_error(SL_ESTATE, "model: cannot clone a model with merged LoRA (unmerge first)");
     return make_clone(base, out, 0);
 }
 

@@ -64,8 +64,8 @@ SL_NODISCARD int sl_model_new(sl_model_t **out, const sl_config_t *cfg, const sl
 /* A second model sharing `base`'s frozen weights read-only (own copy of the trainable params,
  * own grads and activations): for many virtual clients in one process. `base` must outlive
  * the clone and must not be merged/unmerged or have its frozen weights changed while the
- * clone is in use. A clone's sl_model_param_data returns NULL (it owns no contiguous full
- * buffer); use sl_model_param_ptr or sl_model_trainable. */
+ * clone is in use (SL_ESTATE if base is merged now). A clone's sl_model_param_data returns NULL (it owns no
+ * contiguous full buffer); use sl_model_param_ptr or sl_model_trainable. */
 SL_NODISCARD int sl_model_clone_shared(const sl_model_t *base, sl_model_t **out);
 
 /* NULL-safe; nulls *m. */

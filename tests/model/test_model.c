@@ -261,6 +261,8 @@ static void test_lora(void)
     memcpy(before, sl_model_logits(m), 5 * 6 * sizeof(float));
     CHECK(sl_model_merge_lora(m) == 0);
     CHECK(sl_model_merge_lora(m) == SL_ESTATE);
+    sl_model_t *no_clone = NULL;
+    CHECK(sl_model_clone_shared(m, &no_clone) == SL_ESTATE && no_clone == NULL);
     CHECK(memcmp(frozen_copy, all, nfrozen * sizeof(float)) != 0);
     CHECK(sl_model_forward(m, &b, 0, NULL, &l2) == 0);
     double worst = 0;
