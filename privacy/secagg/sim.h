@@ -26,7 +26,7 @@ typedef struct sl_secagg_sim_opts {
     unsigned server_threads, client_threads;
     uint64_t seed;           /* inputs, dropout pattern, graph, session */
     int seeded_keys;         /* 1: client secrets from seeded streams (reproducible tests) */
-    int measure_floor;       /* 1: also time the bare keystream of the server's masks */
+    int measure_floor;       /* r > 0: also time the bare keystream of the server's masks r times */
     const uint8_t *graph_seed; /* optional 32 bytes (else derived from seed) */
     uint8_t *included_out;   /* optional (n,): set to 1 for clients whose input is in the sum */
 } sl_secagg_sim_opts_t;
@@ -43,7 +43,8 @@ typedef struct sl_secagg_sim_result {
     double server_time;                       /* s in all server calls */
     double server_collect_time;               /* s folding masked inputs into the sum */
     double server_unmask_time;                /* s in the call that finished unmasking */
-    double keystream_floor;                   /* s for the same keystream alone (measure_floor) */
+    double keystream_floor;                   /* s for the same keystream alone: median of the repeats */
+    double keystream_floor_min;               /* and the fastest repeat */
     size_t prg_terms;                         /* masks the server regenerated */
     double bytes_up, bytes_down;              /* per completing client (mean) */
     double raw_bytes;                         /* 4 * dim: the float32 update */
