@@ -29,7 +29,8 @@ struct sl_dp_coord {
     size_t sampled;
     size_t registered;
     double bound;     /* server-side clip bound of this round */
-    double *sum;      /* (dim) running sum of clipped updates */
+    sl_aggregator_t *mean; /* the built-in exact, order-independent mean of the clipped updates */
+    double *sum;      /* (dim) the released sum, at finish */
     float *scratch;   /* (dim) one delta being clipped */
     size_t count;     /* updates folded this attempt */
     double count_sum; /* adaptive: sum of centered bits [norm <= C] - 1/2 */
@@ -107,6 +108,8 @@ int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
         rc = sl_error(SL_ENOMEM, "dp: out of memory (dim %zu)", dim);
         goto fail;
     }
+    if ((rc = sl_aggregator_mean_new(&dp->mean, dim)))
+        goto fail;
     if ((rc = sl_dp_accountant_new(&dp->acc)))
         goto fail;
     dp->adaptive = cfg->dp.adaptive_clip != 0;
@@ -134,6 +137,7 @@ void sl_dp_coord_destroy(sl_dp_coord_t **p)
     sl_dp_coord_t *dp = *p;
     sl_dp_accountant_destroy(&dp->acc);
     free(dp->sum);
+    sl_aggregator_destroy(&dp->mean);
     free(dp->scratch);
     free(dp);
     *p = NULL;
@@ -182,9 +186,10 @@ static int plan_round(sl_dp_coord_t *dp, uint64_t round)
 static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size_t n,
                        const sl_agg_emit_t *emit)
 {
-    (void)clients, (void)emit;
     sl_dp_coord_t *dp = self;
-    memset(dp->sum, 0, dp->dim * sizeof *dp->sum);
+    int rc = dp->mean->begin_round(dp->mean->self, round, clients, n, emit);
+    if (rc)
+        return rc;
     dp->count = 0;
     dp->count_sum = 0;
     dp->sampled = n;
@@ -217,11 +222,11 @@ static int dpagg_add(void *self, uint64_t client, const float *delta, size_t dim
                     "clipped",
                     (unsigned long long)client, norm, dp->bound);
     }
-    if (dp->adaptive)
+    /* the mean's sum (dim) += clipped (dim), weight 1 */
+    if ((rc = dp->mean->add_update(dp->mean->self, client, dp->scratch, dim, 1.0)))
+        return rc;
+    if (dp->adaptive) /* +-1/2: exact in double, whatever the order */
         dp->count_sum += sl_dp_clip_count_value(norm, dp->plan.clip);
-    /* sum (dim) += clipped (dim), weight 1 */
-    for (size_t i = 0; i < dim; i++)
-        dp->sum[i] += (double)dp->scratch[i];
     dp->count++;
     return 0;
 }
@@ -242,7 +247,12 @@ static int dpagg_finish(void *self, float *out, size_t dim, sl_agg_result_t *res
     int rc = sl_dp_noise_init(&ns, &dp->cfg, dp->round, UINT64_MAX);
     if (rc)
         return rc;
-    /* sum (dim) += N(0, (z_u C)^2 I) in central mode */
+    /* sum (dim) = count * mean of the clipped updates, then += N(0, (z_u C)^2 I) in central mode */
+    sl_agg_result_t inner;
+    if ((rc = dp->mean->finish(dp->mean->self, out, dim, &inner)))
+        goto done;
+    for (size_t i = 0; i < dim; i++)
+        dp->sum[i] = (double)out[i] * (double)dp->count;
     if ((rc = sl_dp_coordinator_finish_sum_f64(&dp->plan, &ns, dp->sum, dim)))
         goto done;
     if (dp->adaptive) {

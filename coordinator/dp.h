@@ -4,7 +4,10 @@
  * (privacy/dp/): one sl_dp_coord_t per run owns the accountant, the adaptive-clip state
  * and the plan of the current round; it provides
  *   - an aggregator (sl_dp_aggregator_new) that replaces the streaming `mean`:
- *       add_update: clip the delta server-side, then fold it with weight 1;
+ *       add_update: clip the delta server-side, then fold it with weight 1 into the
+ *                   built-in exact mean (fixed point: the result does not depend on the
+ *                   order updates arrive in, so a resumed run reproduces an uninterrupted
+ *                   one bit for bit even over a real network);
  *       finish:     add the coordinator's noise (central mode), divide by the round's
  *                   sampled count, update the adaptive clip (central mode);
  *   - the engine hooks prepare_task (the TASK's dp_mode / dp_clip / dp_noise; refuses a
