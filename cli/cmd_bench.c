@@ -39,6 +39,22 @@ static int parse_size(const char *opt, const char *s, size_t lo, size_t *out)
     return 0;
 }
 
+/* s as a JSON string body: quotes, backslashes and control characters escaped. */
+static void json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            out[o++] = '\\', out[o++] = (char)ch;
+        else if (ch < 0x20)
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+}
+
 static int run_secagg(int argc, char **argv)
 {
     enum {
@@ -136,6 +152,8 @@ static int run_secagg(int argc, char **argv)
         return cli_fail("bench", rc);
     double keystream_ratio = r.keystream_floor > 0 ? r.server_unmask_time / r.keystream_floor : 0;
     if (json) {
+        char err[1100];
+        json_escape(err, sizeof err, r.rc ? r.error : "");
         printf("{\"name\":\"secagg\",\"clients\":%zu,\"dim\":%zu,\"dropout\":%g,\"neighbors\":%zu,\"threshold\":%zu,"
                "\"bits\":%u,\"mod_bits\":%u,\"threads\":%u,\"included\":%zu,\"completed\":%s,\"error\":\"%s\","
                "\"correct\":%s,\"client_s\":%.6f,\"client_max_s\":%.6f,\"quantize_s\":%.6f,\"server_s\":%.6f,"
@@ -143,7 +161,7 @@ static int run_secagg(int argc, char **argv)
                "\"unmask_vs_keystream\":%.3f,\"prg_terms\":%zu,\"bytes_up\":%.0f,\"bytes_down\":%.0f,"
                "\"raw_bytes\":%.0f,\"expansion\":%.5f}\n",
                o.n, o.dim, o.dropout, r.k, r.t, r.bits, r.mod_bits, o.server_threads, r.included,
-               r.rc == 0 ? "true" : "false", r.rc ? "aborted" : "", r.correct ? "true" : "false",
+               r.rc == 0 ? "true" : "false", err, r.correct ? "true" : "false",
                r.client_time_mean, r.client_time_max, r.client_quant_time, r.server_time, r.server_collect_time,
                r.server_unmask_time, r.keystream_floor, keystream_ratio, r.prg_terms, r.bytes_up, r.bytes_down,
                r.raw_bytes, r.expansion);
