@@ -186,7 +186,7 @@ static int run_secagg(int argc, char **argv)
     }
     if (r.rc)
         fprintf(stderr, "starling bench: the round aborted: %s\n", r.error);
-    return r.rc == 0 && !r.correct ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    return r.rc != 0 || !r.correct ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
 int cmd_bench(int argc, char **argv)
