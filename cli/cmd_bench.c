@@ -26,7 +26,8 @@ static const char usage[] =
     "  --json           one JSON object instead of the table\n\n"
     "Prints client time (mean over completing clients), server time, bytes up/down per client,\n"
     "expansion (bytes a client sends in the whole protocol / 4 M, the float32 update) and\n"
-    "whether the unmasked sum equals the exact sum of the included inputs.\n\n";
+    "whether the unmasked sum equals the exact sum of the included inputs. Exit status 1 if\n"
+    "the round aborted (too many dropouts for the threshold) or the sum is wrong.\n\n";
 
 static int parse_size(const char *opt, const char *s, size_t lo, size_t *out)
 {
