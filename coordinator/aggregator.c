@@ -22,23 +22,26 @@ void sl_aggregator_destroy(sl_aggregator_t **pa)
  * updates arrive in: a resumed run reproduces an uninterrupted one even over a real network.
  * Resolution 2^-63 (about 1e-19 absolute); terms must stay below 2^43 in magnitude. */
 
-__extension__ typedef __int128 acc_t;
+__extension__ typedef __int128 acc_t;           /* the value, two's complement */
+__extension__ typedef unsigned __int128 uacc_t; /* the arithmetic: wraps, never undefined */
 
 #define TERM_MAX   0x1p43 /* so 2^20 terms of 2^(43+63) fit in 127 bits */
 #define FRAC_SCALE 0x1p63
 
-static acc_t fixed(double p)
+/* p (|p| < 2^43) as a 64.63 fixed-point number, truncated toward zero: integer part by
+ * cvttsd2si, the fractional bits exactly (p - integer part), scaled by 2^63. */
+static inline uacc_t fixed(double p)
 {
-    double hi = trunc(p);                                      /* |hi| < 2^43: exact in int64 */
-    double frac = p - hi;                                      /* exact: the fractional bits of p */
-    int64_t h = (int64_t)hi, l = (int64_t)(frac * FRAC_SCALE); /* |l| < 2^63 */
-    return (acc_t)h * ((acc_t)1 << 62) * 2 + (acc_t)l;
+    int64_t h = (int64_t)p;
+    double frac = p - (double)h;
+    int64_t l = (int64_t)(frac * FRAC_SCALE);
+    return ((uacc_t)(acc_t)h << 63) + (uacc_t)(acc_t)l;
 }
 
 typedef struct {
     size_t dim;
-    acc_t *sum;   /* (dim) running sum of weight * delta, fixed point */
-    acc_t weight; /* sum of weights, fixed point */
+    uacc_t *sum;   /* (dim) running sum of weight * delta, fixed point */
+    uacc_t weight; /* sum of weights, fixed point */
     size_t count;
 } mean_t;
 
@@ -77,13 +80,13 @@ static int mean_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
     mean_t *a = self;
     if (dim != a->dim)
         return sl_error(SL_EINVAL, "aggregator mean: dim %zu (want %zu)", dim, a->dim);
-    double w = (double)a->weight; /* both scaled by 2^63: the scale cancels */
+    double w = (double)(acc_t)a->weight; /* both scaled by 2^63: the scale cancels */
     res->count = a->count;
     res->total_weight = w / FRAC_SCALE;
     if (a->count == 0)
         return sl_error(SL_EQUORUM, "aggregator mean: no updates");
     for (size_t i = 0; i < dim; i++)
-        out[i] = (float)((double)a->sum[i] / w);
+        out[i] = (float)((double)(acc_t)a->sum[i] / w);
     return 0;
 }
 
@@ -101,7 +104,7 @@ int sl_aggregator_mean_new(sl_aggregator_t **out, size_t dim)
     *out = NULL;
     sl_aggregator_t *g = calloc(1, sizeof *g);
     mean_t *a = calloc(1, sizeof *a);
-    acc_t *sum = calloc(dim ? dim : 1, sizeof *sum);
+    uacc_t *sum = calloc(dim ? dim : 1, sizeof *sum);
     if (!g || !a || !sum) {
         free(g), free(a), free(sum);
         return sl_error(SL_ENOMEM, "aggregator mean: out of memory (dim %zu)", dim);
