@@ -40,6 +40,7 @@ struct sl_dp_coord {
     int pending;
     uint64_t pending_round;
     size_t pending_reported;
+    int64_t unreleased; /* local mode: attempts of this round whose noised reports were seen, not released */
     double last_q, last_z;
 };
 
@@ -190,6 +191,10 @@ static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size
     int rc = dp->mean->begin_round(dp->mean->self, round, clients, n, emit);
     if (rc)
         return rc;
+    /* a retried attempt (quorum missed): in local mode the coordinator already saw those
+     * clients' noised reports, each a release of its own: charge them too */
+    if (dp->count > 0 && dp->round == round && dp->plan.mode == SL_DP_LOCAL)
+        dp->unreleased++;
     dp->count = 0;
     dp->count_sum = 0;
     dp->sampled = n;
@@ -274,6 +279,7 @@ static int dpagg_finish(void *self, float *out, size_t dim, sl_agg_result_t *res
     dp->pending = 1;
     dp->pending_round = dp->round;
     dp->pending_reported = dp->count;
+    dp->count = 0; /* released */
 done:
     sl_dp_noise_free(&ns);
     return rc;
@@ -350,8 +356,9 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
     int rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za);
     if (rc)
         return rc;
-    if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1)))
+    if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1 + dp->unreleased)))
         return rc;
+    dp->unreleased = 0;
     dp->last_q = qa;
     dp->last_z = za;
     double eps = 0;

@@ -29,6 +29,8 @@
  *     client's noise std; the coordinator clips to that bound (an honest update passes
  *     untouched except with probability < exp(-50)), which caps what a faulty client can
  *     inject without distorting honest noise.
+ *   * Local mode: a retried round (quorum missed) is charged one extra step for each
+ *     earlier attempt whose noised reports the coordinator saw.
  *   * q = sampled / registered clients (sl_engine_registered when the engine is attached
  *     with sl_dp_coord_set_engine, else the population given to sl_dp_coord_set_population).
  *   * The budget (dp.target_epsilon > 0): after each round, round_end asks the accountant

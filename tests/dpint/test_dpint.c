@@ -488,6 +488,53 @@ static void test_order_independent(void)
     CHECK(clip_after[0] == clip_after[1]);
 }
 
+/* Local mode: an attempt that missed the quorum still showed the coordinator its clients'
+ * noised reports; the retried round is charged one step per attempt that had reports. */
+static void test_local_retry_charged(void)
+{
+    sl_config_t cfg = base_cfg(SL_DP_LOCAL);
+    cfg.federation.min_clients = 3;
+    sl_dp_coord_t *dp = NULL;
+    sl_aggregator_t *agg = NULL;
+    CHECK(sl_dp_coord_new(&dp, &cfg, DIM) == 0);
+    CHECK(sl_dp_aggregator_new(&agg, dp) == 0);
+    sl_dp_coord_set_population(dp, 4);
+    uint64_t ids[4] = {1, 2, 3, 4};
+    float u[DIM] = {0};
+    float out[DIM];
+    sl_agg_result_t res;
+    CHECK(agg->begin_round(agg->self, 1, ids, 4, NULL) == 0);
+    CHECK(agg->add_update(agg->self, 1, u, DIM, 1.0) == 0);
+    CHECK(agg->add_update(agg->self, 2, u, DIM, 1.0) == 0);
+    CHECK(agg->finish(agg->self, out, DIM, &res) == 0); /* 2 < quorum 3: nothing released */
+    CHECK_EQ(res.count, 2);
+    CHECK(agg->begin_round(agg->self, 1, ids, 4, NULL) == 0); /* the retry */
+    for (int i = 0; i < 4; i++)
+        CHECK(agg->add_update(agg->self, ids[i], u, DIM, 1.0) == 0);
+    CHECK(agg->finish(agg->self, out, DIM, &res) == 0);
+    CHECK_EQ(res.count, 4);
+    sl_round_report_t rep;
+    sl_round_report_init(&rep, 1);
+    CHECK(sl_dp_coord_round_end(dp, &rep) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 2);
+    double want = 0;
+    CHECK(sl_dp_epsilon(1.0, 1.0, 2, 1e-5, &want, NULL) == 0);
+    CHECK_NEAR(rep.epsilon, want, 1e-12);
+    /* the next round, without a retry, is one step */
+    CHECK(agg->begin_round(agg->self, 2, ids, 4, NULL) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(agg->add_update(agg->self, ids[i], u, DIM, 1.0) == 0);
+    CHECK(agg->finish(agg->self, out, DIM, &res) == 0);
+    sl_round_report_init(&rep, 2);
+    CHECK(sl_dp_coord_round_end(dp, &rep) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 3);
+    /* round_end without a released sum is a wiring error */
+    sl_round_report_init(&rep, 3);
+    CHECK_EQ(sl_dp_coord_round_end(dp, &rep), SL_ESTATE);
+    sl_aggregator_destroy(&agg);
+    sl_dp_coord_destroy(&dp);
+}
+
 static void test_client_apply(void)
 {
     sl_config_t cfg = base_cfg(SL_DP_LOCAL);
@@ -739,6 +786,7 @@ int main(void)
     test_client_apply();
     test_distributed_bound();
     test_order_independent();
+    test_local_retry_charged();
     test_server_clip();
     test_central_noise();
     test_distributed_noise();
