@@ -60,6 +60,19 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* 1-minute load average (context: these machines are shared), or -1. */
+static double loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 /* ---- starling side ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -344,6 +357,7 @@ int main(int argc, char **argv)
         /* starling modes: OpenBLAS with T threads; for T > 1 also the batch split across T
          * threads (sl_model_set_threads) with single-threaded OpenBLAS */
         int nmodes = T == 1 ? 1 : 2;
+        double load_start = loadavg();
         double floor_gf[2], gemm_flops, half_flops;
         sl_blas_set_threads(T);
         floor_gf[0] = sgemm_gflops(g, ng, &gemm_flops);
@@ -416,10 +430,10 @@ int main(int argc, char **argv)
                    "\"unit\": \"samples/s\", \"median\": %.1f, \"min\": %.1f, \"max\": %.1f, "
                    "\"sgemm_gflops_on_step_shapes\": %.2f, \"step_gemm_mflop\": %.2f, "
                    "\"nominal_gemm_mflop\": %.2f, "
-                   "\"achieved_gflops\": %.2f, \"fraction_of_sgemm_floor\": %.3f",
+                   "\"achieved_gflops\": %.2f, \"fraction_of_sgemm_floor\": %.3f, \"loadavg\": [%.2f, %.2f]",
                    BATCH, T, md == 0 ? "openblas" : "batch-split, openblas 1", STEPS, REPEATS, cmed, cmin,
                    cmax, floor_gf[md], gemm_flops / 1e6, nominal_flops / 1e6, gemm_flops / step_s / 1e9,
-                   gemm_flops / step_s / 1e9 / floor_gf[md]);
+                   gemm_flops / step_s / 1e9 / floor_gf[md], load_start, loadavg());
             if (best >= 0) {
                 printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
                        "\"torch_best\": {\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
