@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,40 +172,68 @@ static size_t step_gemms(gemm_t *g, size_t B, size_t N, size_t d, size_t H, size
     return n;
 }
 
-/* GFLOP/s of OpenBLAS running exactly these calls back to back (median of 5 timings). */
-static double sgemm_gflops(const gemm_t *g, size_t n, double *flops_out)
+/* GFLOP/s of OpenBLAS running exactly these calls back to back for ~0.15 s, on nthreads
+ * application threads at once (each with its own buffers; 1 = just this thread). */
+typedef struct {
+    const gemm_t *g;
+    size_t n;
+    double flops, deadline, elapsed;
+    long iters;
+} gemm_job;
+
+static void *gemm_loop(void *arg)
 {
+    gemm_job *j = arg;
     size_t big = 0;
-    double flops = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t s = g[i].M * g[i].K + g[i].K * g[i].N + g[i].M * g[i].N;
+    for (size_t i = 0; i < j->n; i++) {
+        size_t s = j->g[i].M * j->g[i].K + j->g[i].K * j->g[i].N + j->g[i].M * j->g[i].N;
         big = s > big ? s : big;
-        flops += 2.0 * (double)g[i].M * (double)g[i].N * (double)g[i].K;
     }
     float *buf = calloc(3 * big, sizeof(float));
+    if (!buf)
+        return NULL;
     for (size_t i = 0; i < 3 * big; i++)
         buf[i] = (float)(i % 7) * 0.1f;
-    double t[5];
-    for (int rep = 0; rep < 5; rep++) {
-        int iters = 0;
-        double t0 = now(), el;
-        do {
-            for (size_t i = 0; i < n; i++) {
-                const gemm_t *c = &g[i];
-                float *A = buf, *Bm = buf + big, *C = buf + 2 * big;
-                blasint lda = (blasint)(c->ta ? c->M : c->K), ldb = (blasint)(c->tb ? c->K : c->N);
-                cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
-                            c->tb ? CblasTrans : CblasNoTrans, (blasint)c->M, (blasint)c->N, (blasint)c->K,
-                            1.0f, A, lda, Bm, ldb, 1.0f, C, (blasint)c->N);
-            }
-            iters++;
-            el = now() - t0;
-        } while (el < 0.2);
-        t[rep] = flops * iters / el / 1e9;
-    }
+    double t0 = now();
+    do {
+        for (size_t i = 0; i < j->n; i++) {
+            const gemm_t *c = &j->g[i];
+            float *A = buf, *Bm = buf + big, *C = buf + 2 * big;
+            blasint lda = (blasint)(c->ta ? c->M : c->K), ldb = (blasint)(c->tb ? c->K : c->N);
+            cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans, c->tb ? CblasTrans : CblasNoTrans,
+                        (blasint)c->M, (blasint)c->N, (blasint)c->K, 1.0f, A, lda, Bm, ldb, 1.0f, C,
+                        (blasint)c->N);
+        }
+        j->iters++;
+    } while (now() < j->deadline);
+    j->elapsed = now() - t0;
     free(buf);
-    *flops_out = flops;
-    return median(t, 5);
+    return NULL;
+}
+
+static double sgemm_gflops(const gemm_t *g, size_t n, int nthreads, double *flops_out)
+{
+    double flops = 0;
+    for (size_t i = 0; i < n; i++)
+        flops += 2.0 * (double)g[i].M * (double)g[i].N * (double)g[i].K;
+    gemm_job jobs[8];
+    pthread_t th[8];
+    double deadline = now() + 0.15;
+    for (int t = 0; t < nthreads; t++)
+        jobs[t] = (gemm_job){g, n, flops, deadline, 0, 0};
+    for (int t = 1; t < nthreads; t++)
+        pthread_create(&th[t], NULL, gemm_loop, &jobs[t]);
+    gemm_loop(&jobs[0]);
+    for (int t = 1; t < nthreads; t++)
+        pthread_join(th[t], NULL);
+    double total = 0, el = 0;
+    for (int t = 0; t < nthreads; t++) {
+        total += flops * (double)jobs[t].iters;
+        el = fmax(el, jobs[t].elapsed);
+    }
+    if (flops_out)
+        *flops_out = flops;
+    return el > 0 ? total / el / 1e9 : 0;
 }
 
 /* ---- torch side --------------------------------------------------------------------------- */
@@ -358,15 +387,12 @@ int main(int argc, char **argv)
          * threads (sl_model_set_threads) with single-threaded OpenBLAS */
         int nmodes = T == 1 ? 1 : 2;
         double load_start = loadavg();
-        double floor_gf[2], gemm_flops, half_flops;
-        sl_blas_set_threads(T);
-        floor_gf[0] = sgemm_gflops(g, ng, &gemm_flops);
-        if (T > 1) { /* the split's floor: T independent 1-thread sgemms on 1/T of the batch */
-            gemm_t gh[256];
-            size_t ngh = step_gemms(gh, BATCH / (size_t)T, sl_model_tokens(c.m), 64, 128, 4, 6, 2, 1);
-            sl_blas_set_threads(1);
-            floor_gf[1] = T * sgemm_gflops(gh, ngh, &half_flops);
-        }
+        double floor_gf[2][REPEATS], gemm_flops = 0;
+        /* the split's floor: T application threads, each 1-thread sgemms on 1/T of the batch */
+        gemm_t gh[256];
+        size_t ngh = step_gemms(gh, BATCH / (size_t)T, sl_model_tokens(c.m), 64, 128, 4, 6, 2, 1);
+        for (size_t i = 0; i < ng; i++)
+            gemm_flops += 2.0 * (double)g[i].M * (double)g[i].N * (double)g[i].K;
         tvariant tv[MAX_VARIANTS];
         int nv = 0;
         if (with_torch)
@@ -398,6 +424,7 @@ int main(int argc, char **argv)
                 sl_blas_set_threads(md == 0 ? T : 1);
                 sl_model_set_threads(c.m, md == 0 ? 1 : T);
                 csps[md][rep] = STEPS * BATCH / c_run(&c, STEPS);
+                floor_gf[md][rep] = md == 0 ? sgemm_gflops(g, ng, 1, NULL) : sgemm_gflops(gh, ngh, T, NULL);
             }
             for (int i = 0; i < nv; i++)
                 tv[i].sps[rep] = STEPS * BATCH / t_run(&tv[i], STEPS);
@@ -422,7 +449,7 @@ int main(int argc, char **argv)
             for (int rep = 0; rep < REPEATS; rep++)
                 cmin = fmin(cmin, csps[md][rep]), cmax = fmax(cmax, csps[md][rep]);
             double cmed = median(csps[md], REPEATS);
-            double step_s = BATCH / cmed;
+            double step_s = BATCH / cmed, floor_med = median(floor_gf[md], REPEATS);
             printf("{\"name\": \"train_throughput\", \"model\": \"hapt-default d64 L2 h4 mlp2 tokens17 "
                    "lora-r4-qkvo\", "
                    "\"batch\": %d, \"threads\": %d, \"starling_threading\": \"%s\", \"steps\": %d, "
@@ -432,8 +459,8 @@ int main(int argc, char **argv)
                    "\"nominal_gemm_mflop\": %.2f, "
                    "\"achieved_gflops\": %.2f, \"fraction_of_sgemm_floor\": %.3f, \"loadavg\": [%.2f, %.2f]",
                    BATCH, T, md == 0 ? "openblas" : "batch-split, openblas 1", STEPS, REPEATS, cmed, cmin,
-                   cmax, floor_gf[md], gemm_flops / 1e6, nominal_flops / 1e6, gemm_flops / step_s / 1e9,
-                   gemm_flops / step_s / 1e9 / floor_gf[md], load_start, loadavg());
+                   cmax, floor_med, gemm_flops / 1e6, nominal_flops / 1e6, gemm_flops / step_s / 1e9,
+                   gemm_flops / step_s / 1e9 / floor_med, load_start, loadavg());
             if (best >= 0) {
                 printf(", \"torch_median\": %.1f, \"torch_min\": %.1f, \"torch_max\": %.1f, \"ratio\": %.2f, "
                        "\"torch_best\": {\"torch_threads\": %d, \"blas_threads\": %d, \"omp_wait\": \"%s\", "
