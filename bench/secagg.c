@@ -93,12 +93,14 @@ static void bench_server(int only_first)
         printf("{\"name\":\"secagg_server\",\"clients\":%zu,\"dim\":%zu,\"dropout\":%.2f,\"dropout_pattern\":\"%s\","
                "\"neighbors\":%zu,\"threshold\":%zu,\"bits\":%u,\"mod_bits\":%u,\"threads\":2,\"included\":%zu,"
                "\"unmask_s\":%.3f,\"unit\":\"s\",\"prg_terms\":%zu,\"keystream_floor_s\":%.3f,"
-               "\"keystream_floor_min_s\":%.3f,\"ratio_vs_floor\":%.3f,\"ratio_vs_fastest_floor\":%.3f,\"target_ratio\":1.5,\"server_total_s\":%.3f,\"server_collect_s\":%.3f,"
+               "\"keystream_floor_min_s\":%.3f,\"ratio_vs_floor\":%.3f,\"ratio_vs_fastest_floor\":%.3f,"
+               "\"unmask_other_s\":%.3f,\"replay_apply_s\":%.3f,\"replay_floor_s\":%.3f,\"ratio_interleaved\":%.3f,\"target_ratio\":1.5,\"server_total_s\":%.3f,\"server_collect_s\":%.3f,"
                "\"client_median_s\":%.4f,\"bytes_up\":%.0f,\"bytes_down\":%.0f,\"raw_float32_bytes\":%.0f,"
                "\"expansion\":%.5f,\"packed_input_bytes\":%.0f,\"overhead_vs_packed\":%.5f,\"correct\":%s}\n",
                o.n, o.dim, o.dropout, cfgs[c].pattern, r.k, r.t, r.bits, r.mod_bits, r.included,
                r.server_unmask_time, r.prg_terms, r.keystream_floor, r.keystream_floor_min,
                r.server_unmask_time / r.keystream_floor, r.server_unmask_time / r.keystream_floor_min,
+               r.unmask_other, r.replay_apply, r.replay_floor, r.unmask_ratio,
                r.server_time, r.server_collect_time, r.client_time_median, r.bytes_up, r.bytes_down, r.raw_bytes,
                r.expansion, ceil((double)o.dim * r.mod_bits / 8.0),
                r.bytes_up / ceil((double)o.dim * r.mod_bits / 8.0), r.correct ? "true" : "false");

@@ -158,6 +158,7 @@ typedef struct sl_secagg_info {
     size_t advertised, shared, masked, unmasked; /* |U1|, |U2|, |U3|, |U4| so far */
     size_t reconstructed_b, reconstructed_s;     /* secrets rebuilt at the end */
     size_t prg_terms;                            /* masks regenerated at the end */
+    double prg_seconds;                          /* wall time of that regeneration (benchmarks) */
 } sl_secagg_info_t;
 void sl_secagg_server_info(const sl_secagg_server_t *s, sl_secagg_info_t *info);
 

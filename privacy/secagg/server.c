@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "privacy/secagg/internal.h"
 #include "privacy/secagg/kdf.h"
@@ -38,6 +39,7 @@ struct sl_secagg_server {
     sl_shamir_share_t *resp;     /* (n, k+1): holder w's share of row(w)[j], slot k = itself */
     size_t u1, u2, u3, u4, expected, got;
     size_t rec_b, rec_s, prg_terms;
+    double prg_seconds;
 };
 
 const sl_secagg_graph_t *sl_secagg_server_graph(const sl_secagg_server_t *s) { return &s->g; }
@@ -53,7 +55,7 @@ void sl_secagg_server_info(const sl_secagg_server_t *s, sl_secagg_info_t *info)
     *info = (sl_secagg_info_t){.n = s->n, .k = s->k, .t = s->t, .dim = s->dim, .mod_bits = s->bits,
                                .advertised = s->u1, .shared = s->u2, .masked = s->u3, .unmasked = s->u4,
                                .reconstructed_b = s->rec_b, .reconstructed_s = s->rec_s,
-                               .prg_terms = s->prg_terms};
+                               .prg_terms = s->prg_terms, .prg_seconds = s->prg_seconds};
 }
 
 void sl_secagg_server_destroy(sl_secagg_server_t **sp)
@@ -516,7 +518,11 @@ static int finish(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
     }
     sodium_memzero(secret, sizeof secret);
     if (!rc) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = sl_prg_apply(terms, tn, s->sum, s->dim, s->threads);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        s->prg_seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         s->prg_terms = tn;
     }
     sodium_memzero(terms, (nterms ? nterms : 1) * sizeof *terms);

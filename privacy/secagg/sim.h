@@ -45,6 +45,10 @@ typedef struct sl_secagg_sim_result {
     double server_unmask_time;                /* s in the call that finished unmasking */
     double keystream_floor;                   /* s for the same keystream alone: median of the repeats */
     double keystream_floor_min;               /* and the fastest repeat */
+    double unmask_other;                      /* s of unmasking outside mask regeneration (shares, X25519) */
+    double replay_apply;                      /* median s to apply as many masks again (random seeds), */
+    double replay_floor;                      /*   interleaved with their bare keystream (same threads) */
+    double unmask_ratio;                      /* (unmask_other + replay_apply) / replay_floor */
     size_t prg_terms;                         /* masks the server regenerated */
     double bytes_up, bytes_down;              /* per completing client (mean) */
     double raw_bytes;                         /* 4 * dim: the float32 update */
