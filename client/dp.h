@@ -21,6 +21,7 @@
 #include "core/error.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Privatize `delta` (dim,) in place for `task`. cfg is borrowed (run.seed and
  * dp.insecure_seeded_noise choose the noise source). *norm_out (may be NULL) receives the
@@ -30,5 +31,17 @@
  * delta (left untouched). */
 SL_NODISCARD int sl_dp_client_apply(const sl_config_t *cfg, const sl_client_task_t *task, float *delta,
                                     size_t dim, double *norm_out);
+
+/* For the SecAgg path (a TASK with dp_mode distributed and secagg set; the hook the SecAgg
+ * client integration calls before quantizing): clip `delta` (dim,) in place to the task's
+ * C, and fill `noise` (dim,) with this client's discrete Gaussian share
+ * N_Z(0, (scale * s)^2), s = dp_noise * C the client's noise std, in quantized units
+ * (`scale` = the quantizer's s in privacy/secagg/quantize.h): pass it as sl_quant_encode's
+ * noise argument with weight 1. Noise source as sl_dp_client_apply. SL_ERANGE if
+ * scale * s < 1 (the sum of the shares would no longer be close to a discrete Gaussian:
+ * use a finer quantization scale); SL_EINVAL unless the task is distributed DP with
+ * secagg; SL_EPROTO for impossible DP fields. *norm_out as sl_dp_client_apply. */
+SL_NODISCARD int sl_dp_client_secagg_share(const sl_config_t *cfg, const sl_client_task_t *task, double scale,
+                                           float *delta, int32_t *noise, size_t dim, double *norm_out);
 
 #endif

@@ -535,6 +535,51 @@ static void test_local_retry_charged(void)
     sl_dp_coord_destroy(&dp);
 }
 
+/* The SecAgg-path helper: clip to C, discrete Gaussian shares of std scale * s in quantized
+ * units; four clients' shares sum to std 2 * scale * s (independent streams per client). */
+static void test_secagg_share(void)
+{
+    enum { N = 20000 };
+    sl_config_t cfg = base_cfg(SL_DP_DISTRIBUTED);
+    sl_client_task_t task = {.round = 2, .client_id = 7};
+    task.info.dp_mode = SL_DP_DISTRIBUTED;
+    task.info.secagg = 1;
+    task.info.dp_clip = 1.0;
+    task.info.dp_noise = 0.5; /* z / sqrt(m_min) = 1 / sqrt(4) */
+    float *d = calloc(N, sizeof *d);
+    int32_t *noise = calloc(N, sizeof *noise);
+    double *sum = calloc(N, sizeof *sum);
+    for (size_t j = 0; j < N; j++)
+        d[j] = 0.01f; /* norm 1.414 > C */
+    double norm = 0;
+    CHECK(sl_dp_client_secagg_share(&cfg, &task, 100.0, d, noise, N, &norm) == 0);
+    CHECK_NEAR(norm, 0.01 * sqrt((double)N), 1e-5);
+    CHECK_NEAR(sl_dp_l2_norm(d, N), 1.0, 1e-6);
+    double ss = 0;
+    for (size_t j = 0; j < N; j++)
+        ss += (double)noise[j] * (double)noise[j];
+    CHECK_MSG(fabs(sqrt(ss / N) / 50.0 - 1) < 0.03, "share std %.3f, want 50", sqrt(ss / N));
+    for (uint64_t id = 1; id <= 4; id++) {
+        task.client_id = id;
+        CHECK(sl_dp_client_secagg_share(&cfg, &task, 100.0, d, noise, N, NULL) == 0);
+        for (size_t j = 0; j < N; j++)
+            sum[j] += noise[j];
+    }
+    ss = 0;
+    for (size_t j = 0; j < N; j++)
+        ss += sum[j] * sum[j];
+    CHECK_MSG(fabs(sqrt(ss / N) / 100.0 - 1) < 0.03, "sum of 4 shares: std %.3f, want 100 = z C scale",
+              sqrt(ss / N));
+    /* refused: too coarse a scale, not a SecAgg task, not distributed */
+    CHECK_EQ(sl_dp_client_secagg_share(&cfg, &task, 1.0, d, noise, N, NULL), SL_ERANGE);
+    task.info.secagg = 0;
+    CHECK_EQ(sl_dp_client_secagg_share(&cfg, &task, 100.0, d, noise, N, NULL), SL_EINVAL);
+    task.info.secagg = 1;
+    task.info.dp_mode = SL_DP_LOCAL;
+    CHECK_EQ(sl_dp_client_secagg_share(&cfg, &task, 100.0, d, noise, N, NULL), SL_EINVAL);
+    free(d), free(noise), free(sum);
+}
+
 static void test_client_apply(void)
 {
     sl_config_t cfg = base_cfg(SL_DP_LOCAL);
@@ -787,6 +832,7 @@ int main(void)
     test_distributed_bound();
     test_order_independent();
     test_local_retry_charged();
+    test_secagg_share();
     test_server_clip();
     test_central_noise();
     test_distributed_noise();
