@@ -1,4 +1,5 @@
 /* starling coordinator: serve one federated run over ZeroMQ. */
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,9 @@ int cmd_coordinator(int argc, char **argv)
         if (sl_dataset_option_append(&cfg, data_opts[i]) != 0)
             return cli_usage_error("coordinator", "%s", sl_last_error());
     sl_log_set_tag("coord");
+    /* Update-sized buffers go straight back to the OS when freed, instead of piling up in
+     * per-thread malloc arenas while many clients upload at once. */
+    mallopt(M_MMAP_THRESHOLD, 65536);
     cli_fed_signals();
 
     sl_dataset_t *ds = NULL;
