@@ -1,5 +1,6 @@
 #include "client/trainer.h"
 
+#include "core/evaluate.h"
 #include "core/layout.h"
 #include "core/log.h"
 #include "core/train.h"
@@ -75,24 +76,11 @@ void sl_client_trainer_set_task_hook(sl_client_trainer_t *t, sl_task_hook_fn fn,
 static int evaluate_global(sl_client_trainer_t *t, const float *global, sl_eval_info_t *out)
 {
     size_t n;
-    float *w = sl_model_trainable(t->model, &n);
-    memcpy(w, global, n * sizeof *w);
+    (void)sl_model_trainable(t->model, &n);
     memset(out, 0, sizeof *out);
     if (!t->has_test)
         return 0;
-    sl_metrics_t mt;
-    int rc = sl_metrics_init(&mt, t->schema->n_classes);
-    if (rc)
-        return rc;
-    rc = sl_evaluate(t->model, &t->test, (size_t)t->cfg.train.batch_size, &mt);
-    if (rc == 0) {
-        out->examples = mt.examples;
-        out->loss = mt.loss;
-        out->accuracy = mt.accuracy;
-        out->macro_f1 = mt.macro_f1;
-    }
-    sl_metrics_free(&mt);
-    return rc;
+    return sl_evaluate_vector(t->model, global, n, &t->test, (size_t)t->cfg.train.batch_size, out);
 }
 
 static int on_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
