@@ -37,6 +37,7 @@ typedef struct {
     sl_evaluator_t eval;
     int has_eval;
     sl_identity_t *identity;
+    sl_zap_t *zap; /* NULL without CURVE */
     uint64_t rounds;
     sl_dp_coord_t *dp;       /* dp.mode != off: accountant, clip, budget (coordinator/dp.h) */
 } hooks_ctx_t;
@@ -80,6 +81,13 @@ static int hook_ext_load(void *ctx, const uint8_t *buf, size_t len)
 {
     hooks_ctx_t *h = ctx;
     return h->dp ? sl_dp_coord_load(h->dp, buf, len) : 0;
+}
+
+static void hook_banned(void *ctx, const sl_peer_t *peer, double seconds)
+{
+    hooks_ctx_t *h = ctx;
+    if (h->zap && peer->user_id[0])
+        sl_zap_ban(h->zap, peer->user_id, seconds);
 }
 
 static void on_round(void *ctx, const sl_round_report_t *r)
@@ -283,6 +291,8 @@ int cmd_coordinator(int argc, char **argv)
     eo.runlog = runlog;
     eo.hooks.central_eval = hook_central_eval;
     eo.hooks.authorize = hook_authorize;
+    eo.hooks.banned = hook_banned;
+    hooks.zap = zap;
     eo.hooks.prepare_task = hook_prepare_task;
     eo.hooks.round_end = hook_round_end;
     eo.hooks.ext_save = hook_ext_save;

@@ -234,6 +234,9 @@ static void ban(sl_engine_t *e, const sl_peer_t *p, double now)
     e->bans[e->ban_next].peer = *p;
     e->bans[e->ban_next].until = now + e->cfg.net.cooldown_seconds;
     e->ban_next = (e->ban_next + 1) % BAN_SLOTS;
+    /* A ban by routing id ends with the connection; the hook makes it stick to the key. */
+    if (e->hooks.banned)
+        e->hooks.banned(e->hooks.hook_ctx, p, e->cfg.net.cooldown_seconds);
 }
 
 /* ---- outbox -------------------------------------------------------------------------------- */

@@ -81,6 +81,9 @@ typedef struct {
     /* Extension state in checkpoints (accountant, adaptive clip, ...). save: *out malloc'd. */
     int (*ext_save)(void *ctx, uint8_t **out, size_t *len);
     int (*ext_load)(void *ctx, const uint8_t *buf, size_t len);
+    /* A peer was banned for `seconds` (too many invalid messages): e.g. refuse its CURVE
+     * key (peer->user_id) at the ZAP handler so a reconnect does not escape the ban. */
+    void (*banned)(void *ctx, const sl_peer_t *peer, double seconds);
     void *hook_ctx;
 } sl_engine_hooks_t;
 
