@@ -1,0 +1,45 @@
+/* coordinator/secagg: the SecAgg+ secure aggregator (privacy/secagg) plugged into the round
+ * engine through sl_aggregator_t (.secure = 1). The coordinator learns only the modular sum
+ * of the masked, quantized deltas of the clients that finished the masked-input stage.
+ *
+ * Per round:
+ *   begin_round  maps the sampled client ids to SecAgg indices 0..n-1 (in the engine's
+ *                order), sizes the quantizer (sl_quant_init) and the protocol parameters
+ *                (sl_secagg_params_from_config), starts the server and emits one SETUP per
+ *                client (SECAGG_DOWN, stage = the SecAgg message type).
+ *   secagg_message  SECAGG_UP blobs -> sl_secagg_server_handle; replies are emitted to
+ *                the client ids named by the outbox indices. A malformed/forged blob is
+ *                SL_EPROTO (the engine strikes the peer); a late one is ignored.
+ *   tick         stage deadlines (see below): sl_secagg_server_close_stage drops whoever
+ *                did not answer.
+ *   ready        1 once the protocol is DONE (or ABORTED, so the round closes early).
+ *   finish       decodes the sum (sl_quant_decode) and divides by the number of included
+ *                clients; SL_EQUORUM if the protocol aborted or did not finish (fewer
+ *                survivors than the threshold): the engine counts the round as failed.
+ *
+ * Quantization: per-coordinate clip c = [dp] clip (the L2 clip norm: an update inside the
+ * L2 ball has every coordinate in [-c, c]; coordinates outside are clipped), bits =
+ * [secagg] bits, no headroom (DP with SecAgg is refused elsewhere). Clients must use the
+ * same [dp] clip and [secagg] bits (client/secagg checks B against SETUP).
+ * Weights: every included client has weight 1 (the sum is unweighted: a client's example
+ * count would leak through a weighted sum only as much as it does in the UPDATE stats, but
+ * weighting inside the mask would have to be agreed before training); the result is the
+ * plain mean over the included clients, res->count = res->total_weight = that number.
+ * Stage deadlines, with T = [federation] round_timeout and t0 = the first tick of the
+ * round: ADVERTISE and SHARES close T/8 after they open, MASKED (which also covers local
+ * training) at max(opened + T/8, t0 + 3T/4), UNMASK T/8 after it opens.
+ */
+#ifndef SL_COORD_SECAGG_H
+#define SL_COORD_SECAGG_H
+
+#include "coordinator/aggregator.h"
+#include "core/config.h"
+#include "core/error.h"
+
+#include <stddef.h>
+
+/* A heap secure aggregator for dim-coordinate deltas. cfg is copied (its [dp] clip,
+ * [secagg] and [federation] round_timeout are used). Free with sl_aggregator_destroy. */
+SL_NODISCARD int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size_t dim);
+
+#endif

@@ -1,0 +1,329 @@
+/* SecAgg+ through the round engine, in process: the real engine with the real secure
+ * aggregator (coordinator/secagg) and 10..30 real sl_client state machines with the real
+ * hooks (client/secagg). Checks: the aggregate equals the plain FedAvg mean within the
+ * quantization error; clients dropping at the masked-input stage leave the survivors' mean;
+ * below the threshold the round fails cleanly and the retry completes it. */
+#include "client/client.h"
+#include "client/secagg.h"
+#include "coordinator/engine.h"
+#include "coordinator/secagg.h"
+#include "core/log.h"
+#include "privacy/secagg/wire.h"
+#include "support/check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIM 64
+
+typedef struct {
+    int to_engine;
+    size_t client;
+    uint8_t *hdr, *pay;
+    size_t hlen, plen;
+} ev_t;
+
+typedef struct {
+    uint64_t id;
+    sl_client_t *c;
+    sl_client_secagg_t *cs;
+    int drop;      /* drops out at the masked-input stage of drop_round (first session) */
+    int sessions;  /* SETUPs seen in drop_round */
+    int gone;      /* silent until the next SETUP */
+} simcl_t;
+
+typedef struct {
+    sl_engine_t *e;
+    simcl_t *cl;
+    size_t n;
+    ev_t *ev;
+    size_t head, nev, cap;
+    double now;
+    uint64_t drop_round;
+    size_t dropped_at_masked;
+} sim_t;
+
+static float delta_of(uint64_t id, uint64_t round, size_t j)
+{
+    return (float)((double)((int)((id * 31 + round * 17 + j * 7) % 201) - 100) / 250.0);
+}
+
+static int cl_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
+                    sl_update_info_t *info)
+{
+    simcl_t *sc = ctx;
+    (void)global;
+    for (size_t j = 0; j < DIM; j++)
+        delta[j] = delta_of(sc->id, task->round, j);
+    info->examples = 1 + sc->id % 5;
+    info->steps = 1;
+    info->train_loss = 0.5;
+    info->seconds = 0.01;
+    return 0;
+}
+
+static int cl_masked(void *ctx, sl_client_t *c, const sl_client_task_t *task, const float *delta, size_t dim)
+{
+    return sl_client_secagg_masked(((simcl_t *)ctx)->cs, c, task, delta, dim);
+}
+
+static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob, size_t len)
+{
+    return sl_client_secagg_on_message(((simcl_t *)ctx)->cs, c, round, stage, blob, len);
+}
+
+static void push(sim_t *s, int to_engine, size_t client, const uint8_t *hdr, size_t hlen, const void *pay,
+                 size_t plen)
+{
+    if (s->nev == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->ev = realloc(s->ev, s->cap * sizeof *s->ev);
+    }
+    ev_t *e = &s->ev[s->nev++];
+    e->to_engine = to_engine;
+    e->client = client;
+    e->hdr = malloc(hlen);
+    memcpy(e->hdr, hdr, hlen);
+    e->hlen = hlen;
+    e->pay = NULL;
+    e->plen = plen;
+    if (plen) {
+        e->pay = aligned_alloc(16, (plen + 15) / 16 * 16);
+        memcpy(e->pay, pay, plen);
+    }
+}
+
+static sl_peer_t peer_of(size_t i)
+{
+    sl_peer_t p;
+    memset(&p, 0, sizeof p);
+    p.len = 5;
+    p.id[0] = 0x42;
+    memcpy(p.id + 1, &i, 4);
+    return p;
+}
+
+static void route_engine(sim_t *s)
+{
+    const sl_outmsg_t *o;
+    size_t n = sl_engine_outbox(s->e, &o);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c;
+        memcpy(&c, o[i].peer.id + 1, 4);
+        if (c < s->n)
+            push(s, 0, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len);
+    }
+}
+
+static void route_client(sim_t *s, size_t c)
+{
+    const sl_client_out_t *o;
+    size_t n = sl_client_outbox(s->cl[c].c, &o);
+    for (size_t i = 0; i < n; i++)
+        push(s, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len);
+}
+
+/* 1 if the message to client c is lost because c dropped out. */
+static int lost(sim_t *s, size_t c, const ev_t *ev)
+{
+    simcl_t *sc = &s->cl[c];
+    sl_msg_t m;
+    if (sl_wire_decode(ev->hdr, ev->hlen, ev->pay, ev->plen, NULL, &m) != 0 || m.type != SL_MSG_SECAGG_DOWN)
+        return sc->gone;
+    if (m.stage == SL_SECAGG_MSG_SETUP) {
+        sc->gone = 0;
+        if (m.round == s->drop_round)
+            sc->sessions++;
+    }
+    if (sc->drop && m.round == s->drop_round && sc->sessions == 1 && m.stage == SL_SECAGG_MSG_FORWARD) {
+        sc->gone = 1;
+        s->dropped_at_masked++;
+    }
+    return sc->gone;
+}
+
+static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, sl_aggregator_t *agg)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    float init[DIM] = {0};
+    sl_engine_opts_t o = {.cfg = cfg, .dim = DIM, .init = init, .layout = 0x77, .start_clients = n, .aggregator = agg};
+    int rc = sl_engine_new(&s->e, &o);
+    CHECK_MSG(rc == 0, "engine_new: %s", sl_last_error());
+    s->cl = calloc(n, sizeof *s->cl);
+    for (size_t i = 0; i < n; i++) {
+        s->cl[i].id = 500 + 7 * i;
+        CHECK(sl_client_secagg_new(&s->cl[i].cs, cfg) == 0);
+        sl_client_opts_t co = {.client_id = s->cl[i].id,
+                               .dim = DIM,
+                               .layout = 0x77,
+                               .train_examples = 10,
+                               .test_examples = 2,
+                               .n_modalities = 1,
+                               .modalities = {"acc"},
+                               .ctx = &s->cl[i],
+                               .train = cl_train,
+                               .masked = cl_masked,
+                               .secagg = cl_secagg};
+        CHECK(sl_client_new(&s->cl[i].c, &co) == 0);
+        CHECK(sl_client_start(s->cl[i].c, 0) == 0);
+        route_client(s, i);
+    }
+}
+
+static void sim_free(sim_t *s)
+{
+    for (size_t i = s->head; i < s->nev; i++) {
+        free(s->ev[i].hdr);
+        free(s->ev[i].pay);
+    }
+    free(s->ev);
+    for (size_t i = 0; i < s->n; i++) {
+        sl_client_destroy(&s->cl[i].c);
+        sl_client_secagg_destroy(&s->cl[i].cs);
+    }
+    free(s->cl);
+    sl_engine_destroy(&s->e);
+}
+
+/* FIFO delivery, instant; when nothing is in flight, time moves by <= 0.25 s. */
+static int sim_run(sim_t *s, double max_time)
+{
+    int rc = sl_engine_tick(s->e, s->now);
+    route_engine(s);
+    while (!rc && s->now < max_time) {
+        sl_engine_state_t st = sl_engine_state(s->e);
+        if (st == SL_ENGINE_DONE || st == SL_ENGINE_FAILED)
+            break;
+        if (s->head == s->nev) {
+            s->head = s->nev = 0;
+            double dl = sl_engine_next_deadline(s->e);
+            s->now = fmin(dl, s->now + 0.25);
+            rc = sl_engine_tick(s->e, s->now);
+            route_engine(s);
+            continue;
+        }
+        ev_t ev = s->ev[s->head++];
+        if (ev.to_engine) {
+            sl_peer_t p = peer_of(ev.client);
+            rc = sl_engine_on_message(s->e, &p, ev.hdr, ev.hlen, ev.pay, ev.plen, s->now);
+            route_engine(s);
+            if (!rc) {
+                rc = sl_engine_tick(s->e, s->now);
+                route_engine(s);
+            }
+        } else if (!lost(s, ev.client, &ev)) {
+            int crc = sl_client_on_message(s->cl[ev.client].c, ev.hdr, ev.hlen, ev.pay, ev.plen, s->now);
+            CHECK_MSG(crc == 0, "client: %s", sl_last_error());
+            route_client(s, ev.client);
+        }
+        free(ev.hdr);
+        free(ev.pay);
+    }
+    return rc;
+}
+
+static sl_config_t base_cfg(size_t rounds)
+{
+    sl_config_t cfg;
+    sl_config_defaults(&cfg);
+    cfg.run.seed = 3;
+    cfg.federation.rounds = (int64_t)rounds;
+    cfg.federation.fraction = 1.0;
+    cfg.federation.min_clients = 2;
+    cfg.federation.round_timeout = 40;
+    cfg.federation.eval_every = 0;
+    cfg.federation.quorum_policy = SL_QUORUM_RETRY;
+    cfg.federation.max_retries = 2;
+    cfg.net.heartbeat_ms = 3600000;
+    cfg.net.max_messages_per_second = 1000000;
+    cfg.secagg.enabled = 1;
+    cfg.dp.clip = 1.0;
+    return cfg;
+}
+
+/* Plain mean over the clients for which keep(i) holds, of `round`. */
+static void ref_mean(const sim_t *s, uint64_t round, const int *excluded, double *out)
+{
+    size_t cnt = 0;
+    for (size_t j = 0; j < DIM; j++)
+        out[j] = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (excluded && excluded[i])
+            continue;
+        cnt++;
+        for (size_t j = 0; j < DIM; j++)
+            out[j] += (double)delta_of(s->cl[i].id, round, j);
+    }
+    for (size_t j = 0; j < DIM; j++)
+        out[j] /= (double)cnt;
+}
+
+/* Every client, two rounds: global = mean(round 1) + mean(round 2). */
+static void test_full(size_t n)
+{
+    sl_config_t cfg = base_cfg(2);
+    sl_aggregator_t *agg = NULL;
+    CHECK(sl_aggregator_secagg_new(&agg, &cfg, DIM) == 0);
+    sim_t s;
+    sim_init(&s, &cfg, n, agg);
+    int rc = sim_run(&s, 1e4);
+    CHECK_MSG(rc == 0, "run: %s", sl_last_error());
+    CHECK_EQ(sl_engine_state(s.e), SL_ENGINE_DONE);
+    CHECK_EQ(sl_engine_rounds_completed(s.e), 2);
+    double m1[DIM], m2[DIM], err = 0;
+    ref_mean(&s, 1, NULL, m1);
+    ref_mean(&s, 2, NULL, m2);
+    const float *g = sl_engine_global(s.e, NULL);
+    for (size_t j = 0; j < DIM; j++)
+        err = fmax(err, fabs((double)g[j] - (m1[j] + m2[j])));
+    CHECK_MSG(err < 1e-5, "n=%zu: max error %.3g", n, err);
+    sim_free(&s);
+}
+
+/* `ndrop` clients vanish when the masked-input stage opens in round 1. above = 1: the
+ * survivors are enough and the round's mean is theirs; above = 0: the round aborts, fails
+ * cleanly and its retry (everyone back) completes with the full mean. */
+static void test_drop(size_t n, size_t ndrop, int above)
+{
+    sl_config_t cfg = base_cfg(1);
+    sl_aggregator_t *agg = NULL;
+    CHECK(sl_aggregator_secagg_new(&agg, &cfg, DIM) == 0);
+    sim_t s;
+    sim_init(&s, &cfg, n, agg);
+    s.drop_round = 1;
+    int *ex = calloc(n, sizeof *ex);
+    for (size_t i = 0; i < ndrop; i++) {
+        size_t k = (i * 7 + 3) % n;
+        while (s.cl[k].drop)
+            k = (k + 1) % n;
+        s.cl[k].drop = 1;
+        ex[k] = 1;
+    }
+    int rc = sim_run(&s, 1e4);
+    CHECK_MSG(rc == 0, "run: %s", sl_last_error());
+    CHECK_EQ(sl_engine_state(s.e), SL_ENGINE_DONE);
+    CHECK_EQ(sl_engine_rounds_completed(s.e), 1);
+    CHECK_EQ(s.dropped_at_masked, ndrop);
+    for (size_t i = 0; i < n; i++) /* below the threshold the round ran a second session */
+        CHECK_EQ(s.cl[i].sessions, above ? 1 : 2);
+    double m[DIM], err = 0;
+    ref_mean(&s, 1, above ? ex : NULL, m);
+    const float *g = sl_engine_global(s.e, NULL);
+    for (size_t j = 0; j < DIM; j++)
+        err = fmax(err, fabs((double)g[j] - m[j]));
+    CHECK_MSG(err < 1e-5, "n=%zu drop=%zu: max error %.3g", n, ndrop, err);
+    free(ex);
+    sim_free(&s);
+}
+
+int main(void)
+{
+    sl_log_set_level(SL_LOG_ERROR);
+    test_full(10);
+    test_full(30);
+    test_drop(30, 5, 1);
+    test_drop(20, 14, 0);
+    return check_summary("test_secagg_engine");
+}
