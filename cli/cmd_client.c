@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "cli/fed.h"
 #include "client/dp.h"
+#include "client/secagg.h"
 #include "client/runtime.h"
 #include "client/trainer.h"
 #include "core/log.h"
@@ -61,6 +62,38 @@ static int dp_privatize(void *ctx, const sl_client_task_t *task, float *delta, s
 {
     (void)ctx;
     return sl_dp_client_apply(dp_cfg, task, delta, dim, NULL);
+}
+
+/* SecAgg+ hooks (client/secagg.h), when secagg.enabled: the callbacks' ctx is the trainer,
+ * so each virtual client's SecAgg state is found by its sl_client_t. */
+static sl_client_t **sa_clients;
+static sl_client_secagg_t **sa_states;
+static size_t sa_n;
+
+static sl_client_secagg_t *sa_of(const sl_client_t *c)
+{
+    for (size_t i = 0; i < sa_n; i++)
+        if (sa_clients[i] == c)
+            return sa_states[i];
+    return NULL;
+}
+
+static int sa_masked(void *ctx, sl_client_t *c, const sl_client_task_t *task, const float *delta, size_t dim)
+{
+    (void)ctx;
+    sl_client_secagg_t *cs = sa_of(c);
+    if (!cs)
+        return sl_error(SL_ESTATE, "secagg: no state for this client");
+    return sl_client_secagg_masked(cs, c, task, delta, dim);
+}
+
+static int sa_message(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob, size_t len)
+{
+    (void)ctx;
+    sl_client_secagg_t *cs = sa_of(c);
+    if (!cs)
+        return sl_error(SL_ESTATE, "secagg: no state for this client");
+    return sl_client_secagg_on_message(cs, c, round, stage, blob, len);
 }
 
 static int parse_double(const char *s, double lo, double hi, double *out)
@@ -188,7 +221,15 @@ int cmd_client(int argc, char **argv)
     }
     trainers = calloc(n, sizeof *trainers);
     clients = calloc(n, sizeof *clients);
-    if (!trainers || !clients) {
+    if (cfg.secagg.enabled) {
+        sa_states = calloc(n, sizeof *sa_states);
+        sa_clients = clients;
+        sa_n = n;
+        for (size_t i = 0; sa_states && i < n; i++)
+            if ((rc = sl_client_secagg_new(&sa_states[i], &cfg)) != 0)
+                goto cleanup;
+    }
+    if (!trainers || !clients || (cfg.secagg.enabled && !sa_states)) {
         rc = sl_error(SL_ENOMEM, "out of memory");
         goto cleanup;
     }
@@ -200,6 +241,10 @@ int cmd_client(int argc, char **argv)
         sl_client_opts_t co = {0};
         sl_client_trainer_bind(trainers[i], &co);
         co.privatize = dp_privatize;
+        if (cfg.secagg.enabled) {
+            co.masked = sa_masked;
+            co.secagg = sa_message;
+        }
         co.heartbeat_s = (double)cfg.net.heartbeat_ms / 1000.0;
         if ((rc = sl_client_new(&clients[i], &co)) != 0)
             goto cleanup;
@@ -225,6 +270,12 @@ cleanup:
         sl_client_destroy(&clients[i]);
     for (size_t i = 0; trainers && i < n; i++)
         sl_client_trainer_destroy(&trainers[i]);
+    for (size_t i = 0; sa_states && i < n; i++)
+        sl_client_secagg_destroy(&sa_states[i]);
+    free(sa_states);
+    sa_states = NULL;
+    sa_clients = NULL;
+    sa_n = 0;
     free(clients);
     free(trainers);
     sl_keypair_wipe(&kp);

@@ -12,6 +12,7 @@
 #include "coordinator/dp.h"
 #include "coordinator/evaluator.h"
 #include "coordinator/identity.h"
+#include "coordinator/secagg.h"
 #include "coordinator/server.h"
 #include "core/layout.h"
 #include "core/log.h"
@@ -305,6 +306,11 @@ int cmd_coordinator(int argc, char **argv)
         SL_INFO("dp: mode %s, clip %g%s, noise multiplier %g, delta %g, target epsilon %g",
                 sl_config_enum_name("dp", "mode", cfg.dp.mode), cfg.dp.clip, cfg.dp.adaptive_clip ? " (adaptive)" : "",
                 cfg.dp.noise_multiplier, cfg.dp.delta, cfg.dp.target_epsilon);
+    } else if (cfg.secagg.enabled) { /* SecAgg+: the coordinator only sees the masked sum */
+        if ((rc = sl_aggregator_secagg_new(&eo.aggregator, &cfg, dim)) != 0)
+            goto cleanup;
+        SL_INFO("secagg: SecAgg+ on, %lld bits, quantization clip %g ([dp] clip)", (long long)cfg.secagg.bits,
+                cfg.dp.clip);
     }
     if ((rc = sl_engine_new(&engine, &eo)) != 0)
         goto cleanup;

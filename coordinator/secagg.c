@@ -22,6 +22,9 @@ typedef struct {
     int started;              /* first tick seen */
     double t0, opened, deadline;
     sl_secagg_stage_t seen;   /* stage the deadline belongs to */
+    uint8_t *unmasked;        /* (n) 1 = the client's UNMASK_RESP arrived */
+    size_t n_unmasked;
+    double now, done_at;      /* last tick; first tick that saw DONE (NAN before) */
 } sa_t;
 
 /* Emit the outbox to the clients it names; clears it. */
@@ -53,8 +56,16 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
         if (!p)
             return sl_error(SL_ENOMEM, "secagg: %zu clients", n);
         a->clients = p;
+        uint8_t *um = realloc(a->unmasked, n);
+        if (!um)
+            return sl_error(SL_ENOMEM, "secagg: %zu clients", n);
+        a->unmasked = um;
         a->cap = n;
     }
+    if (n)
+        memset(a->unmasked, 0, n);
+    a->n_unmasked = 0;
+    a->done_at = NAN;
     memcpy(a->clients, clients, n * sizeof *clients);
     a->n = n;
     if (n < 2) {
@@ -94,8 +105,17 @@ static int sa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *bl
     if (u == a->n)
         return sl_error(SL_EPROTO, "secagg: client %llu is not in round %llu", (unsigned long long)client,
                         (unsigned long long)a->round);
+    sl_secagg_stage_t before = sl_secagg_server_stage(a->s);
     int rc = sl_secagg_server_handle(a->s, (uint32_t)u, blob, len, &a->out);
     sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
+    /* Count the unmasking answers, also those after the sum was complete: the round stays
+     * open until every included client answered (or a grace period), so that no answer
+     * arrives after the round closed. */
+    if (len > 5 && blob[5] == SL_SECAGG_MSG_UNMASK_RESP && !a->unmasked[u] &&
+        (rc == 0 || (rc == SL_ESTATE && before == SL_SECAGG_DONE))) {
+        a->unmasked[u] = 1;
+        a->n_unmasked++;
+    }
     if (rc == SL_EQUORUM || st == SL_SECAGG_ABORTED) {
         SL_WARN("secagg: round %llu aborted: %s", (unsigned long long)a->round, sl_last_error());
         return flush(a, emit);
@@ -129,6 +149,9 @@ static int sa_tick(void *self, double now, const sl_agg_emit_t *emit)
         a->started = 1;
         a->t0 = now;
     }
+    a->now = now;
+    if (sl_secagg_server_stage(a->s) == SL_SECAGG_DONE && isnan(a->done_at))
+        a->done_at = now;
     for (int guard = 0; guard < 8; guard++) {
         sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
         if (st == SL_SECAGG_DONE || st == SL_SECAGG_ABORTED || st == SL_SECAGG_INIT)
@@ -160,7 +183,15 @@ static int sa_ready(void *self)
     if (!a->s)
         return 0;
     sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
-    return st == SL_SECAGG_DONE || st == SL_SECAGG_ABORTED;
+    if (st == SL_SECAGG_ABORTED)
+        return 1;
+    if (st != SL_SECAGG_DONE)
+        return 0;
+    size_t included = 0;
+    for (size_t u = 0; u < a->n; u++)
+        included += sl_secagg_server_included(a->s, (uint32_t)u) ? 1u : 0u;
+    double T = a->cfg.federation.round_timeout > 0 ? a->cfg.federation.round_timeout : 60.0;
+    return a->n_unmasked >= included || (!isnan(a->done_at) && a->now >= a->done_at + T / 16.0);
 }
 
 static int sa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
@@ -205,6 +236,7 @@ static void sa_destroy(void *self)
     sl_secagg_server_destroy(&a->s);
     sl_secagg_outbox_free(&a->out);
     free(a->clients);
+    free(a->unmasked);
     free(a);
 }
 

@@ -12,7 +12,11 @@
  *                SL_EPROTO (the engine strikes the peer); a late one is ignored.
  *   tick         stage deadlines (see below): sl_secagg_server_close_stage drops whoever
  *                did not answer.
- *   ready        1 once the protocol is DONE (or ABORTED, so the round closes early).
+ *   ready        1 once the protocol is ABORTED (the round closes early), or DONE and every
+ *                included client's UNMASK_RESP arrived (the sum may be complete at the
+ *                threshold; waiting for the rest keeps their answers from arriving after
+ *                the round closed, which the engine would count against them), or DONE
+ *                for T/16 (T = round_timeout: a client that vanished while unmasking).
  *   finish       decodes the sum (sl_quant_decode) and divides by the number of included
  *                clients; SL_EQUORUM if the protocol aborted or did not finish (fewer
  *                survivors than the threshold): the engine counts the round as failed.
