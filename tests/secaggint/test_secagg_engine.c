@@ -41,7 +41,9 @@ typedef struct {
     size_t head, nev, cap;
     double now;
     uint64_t drop_round;
+    uint32_t drop_stage; /* the SecAgg message at which droppers vanish (FORWARD or UNMASK_REQ) */
     size_t dropped_at_masked;
+    size_t updates, update_payload_bytes; /* UPDATEs seen, bytes of vector they carried */
 } sim_t;
 
 static float delta_of(uint64_t id, uint64_t round, size_t j)
@@ -120,8 +122,15 @@ static void route_client(sim_t *s, size_t c)
 {
     const sl_client_out_t *o;
     size_t n = sl_client_outbox(s->cl[c].c, &o);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        sl_msg_t m;
+        if (sl_wire_decode(o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, NULL, &m) == 0 &&
+            m.type == SL_MSG_UPDATE) {
+            s->updates++;
+            s->update_payload_bytes += o[i].payload_len;
+        }
         push(s, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len);
+    }
 }
 
 /* 1 if the message to client c is lost because c dropped out. */
@@ -136,7 +145,7 @@ static int lost(sim_t *s, size_t c, const ev_t *ev)
         if (m.round == s->drop_round)
             sc->sessions++;
     }
-    if (sc->drop && m.round == s->drop_round && sc->sessions == 1 && m.stage == SL_SECAGG_MSG_FORWARD) {
+    if (sc->drop && m.round == s->drop_round && sc->sessions == 1 && m.stage == s->drop_stage) {
         sc->gone = 1;
         s->dropped_at_masked++;
     }
@@ -279,13 +288,17 @@ static void test_full(size_t n)
     for (size_t j = 0; j < DIM; j++)
         err = fmax(err, fabs((double)g[j] - (m1[j] + m2[j])));
     CHECK_MSG(err < 1e-5, "n=%zu: max error %.3g", n, err);
+    /* the coordinator never saw a vector: every UPDATE carried statistics only */
+    CHECK_EQ(s.updates, 2 * n);
+    CHECK_EQ(s.update_payload_bytes, 0);
     sim_free(&s);
 }
 
-/* `ndrop` clients vanish when the masked-input stage opens in round 1. above = 1: the
- * survivors are enough and the round's mean is theirs; above = 0: the round aborts, fails
+/* `ndrop` clients vanish in round 1 when `stage` reaches them (FORWARD: the masked-input
+ * stage opens; UNMASK_REQ: after their masked input, so above = 2: still in the mean). above
+ * = 1: the survivors are enough and the round's mean is theirs; above = 0: the round aborts, fails
  * cleanly and its retry (everyone back) completes with the full mean. */
-static void test_drop(size_t n, size_t ndrop, int above)
+static void test_drop(size_t n, size_t ndrop, uint32_t stage, int above)
 {
     sl_config_t cfg = base_cfg(1);
     sl_aggregator_t *agg = NULL;
@@ -293,6 +306,7 @@ static void test_drop(size_t n, size_t ndrop, int above)
     sim_t s;
     sim_init(&s, &cfg, n, agg);
     s.drop_round = 1;
+    s.drop_stage = stage;
     int *ex = calloc(n, sizeof *ex);
     for (size_t i = 0; i < ndrop; i++) {
         size_t k = (i * 7 + 3) % n;
@@ -309,7 +323,7 @@ static void test_drop(size_t n, size_t ndrop, int above)
     for (size_t i = 0; i < n; i++) /* below the threshold the round ran a second session */
         CHECK_EQ(s.cl[i].sessions, above ? 1 : 2);
     double m[DIM], err = 0;
-    ref_mean(&s, 1, above ? ex : NULL, m);
+    ref_mean(&s, 1, above == 1 ? ex : NULL, m);
     const float *g = sl_engine_global(s.e, NULL);
     for (size_t j = 0; j < DIM; j++)
         err = fmax(err, fabs((double)g[j] - m[j]));
@@ -322,8 +336,10 @@ int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
     test_full(10);
-    test_full(30);
-    test_drop(30, 5, 1);
-    test_drop(20, 14, 0);
+    test_full(50);
+    test_drop(30, 5, SL_SECAGG_MSG_FORWARD, 1);
+    test_drop(20, 14, SL_SECAGG_MSG_FORWARD, 0);
+    /* dropping after the masked input was sent: still in the sum, masks rebuilt from shares */
+    test_drop(25, 4, SL_SECAGG_MSG_UNMASK_REQ, 2);
     return check_summary("test_secagg_engine");
 }
