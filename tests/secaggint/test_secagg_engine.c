@@ -152,6 +152,8 @@ static int lost(sim_t *s, size_t c, const ev_t *ev)
     return sc->gone;
 }
 
+static const sl_config_t *g_client_cfg; /* NULL = the coordinator's */
+
 static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, sl_aggregator_t *agg)
 {
     memset(s, 0, sizeof *s);
@@ -163,7 +165,7 @@ static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n, sl_aggregator_t
     s->cl = calloc(n, sizeof *s->cl);
     for (size_t i = 0; i < n; i++) {
         s->cl[i].id = 500 + 7 * i;
-        CHECK(sl_client_secagg_new(&s->cl[i].cs, cfg) == 0);
+        CHECK(sl_client_secagg_new(&s->cl[i].cs, g_client_cfg ? g_client_cfg : cfg) == 0);
         sl_client_opts_t co = {.client_id = s->cl[i].id,
                                .dim = DIM,
                                .layout = 0x77,
@@ -332,6 +334,29 @@ static void test_drop(size_t n, size_t ndrop, uint32_t stage, int above)
     sim_free(&s);
 }
 
+/* Clients quantize with other parameters ([secagg] bits 16 vs 32): every client refuses
+ * SETUP (B mismatch), each attempt aborts at the first stage deadline, and after the retries
+ * the run fails with SL_EQUORUM instead of aggregating garbage. */
+static void test_mismatch(void)
+{
+    sl_config_t cfg = base_cfg(1), ccfg = base_cfg(1);
+    ccfg.secagg.bits = 16;
+    sl_aggregator_t *agg = NULL;
+    CHECK(sl_aggregator_secagg_new(&agg, &cfg, DIM) == 0);
+    g_client_cfg = &ccfg;
+    sim_t s;
+    sim_init(&s, &cfg, 10, agg);
+    int rc = sim_run(&s, 1e4);
+    g_client_cfg = NULL;
+    CHECK_EQ(rc, SL_EQUORUM);
+    CHECK_EQ(sl_engine_state(s.e), SL_ENGINE_FAILED);
+    CHECK_EQ(sl_engine_rounds_completed(s.e), 0);
+    const float *g = sl_engine_global(s.e, NULL);
+    for (size_t j = 0; j < DIM; j++)
+        CHECK_EQ(g[j], 0.0f);
+    sim_free(&s);
+}
+
 int main(void)
 {
     sl_log_set_level(SL_LOG_ERROR);
@@ -341,5 +366,6 @@ int main(void)
     test_drop(20, 14, SL_SECAGG_MSG_FORWARD, 0);
     /* dropping after the masked input was sent: still in the sum, masks rebuilt from shares */
     test_drop(25, 4, SL_SECAGG_MSG_UNMASK_REQ, 2);
+    test_mismatch();
     return check_summary("test_secagg_engine");
 }
