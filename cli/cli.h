@@ -45,6 +45,8 @@ enum {
     CLI_OPT_LOG_FILE,
     CLI_OPT_QUIET,
     CLI_OPT_HELP,
+    CLI_OPT_DATA,
+    CLI_OPT_DATA_OPT,
     CLI_OPT_FIRST_FREE = 0x1100 /* commands number their own long options from here */
 };
 
@@ -55,6 +57,10 @@ enum {
         {"log-file", required_argument, NULL, CLI_OPT_LOG_FILE}, {"quiet", no_argument, NULL, CLI_OPT_QUIET}, \
         {"help", no_argument, NULL, CLI_OPT_HELP}
 
+/* --data NAME and --data-opt K=V, for the commands that open a dataset. */
+#define CLI_DATA_LONG_OPTIONS                                                                        \
+    {"data", required_argument, NULL, CLI_OPT_DATA}, {"data-opt", required_argument, NULL, CLI_OPT_DATA_OPT}
+
 #define CLI_MAX_SETS 128
 
 typedef struct {
@@ -63,13 +69,16 @@ typedef struct {
     int nsets;
     int help;                          /* --help seen */
     int log_level_given;               /* --log-level or --quiet seen: overrides run.log_level */
+    const char *data_name;             /* --data: data.name */
+    const char *data_opts[CLI_MAX_SETS]; /* --data-opt K=V, appended to data.options */
+    int n_data_opts;
 } cli_common_t;
 
 /* Handle one getopt result if it is a common option: returns 1 if handled, 0 if not
  * one of ours, or a negative CLI exit code on a bad value (message printed). */
 int cli_common_option(cli_common_t *common, int opt, const char *arg, const char *command);
 
-/* Defaults, then --config, then each --set, then validation; applies run.log_level
+/* Defaults, then --config, then each --set, then --data / --data-opt, then validation; applies run.log_level
  * unless the command line set one. Prints the error and returns CLI_EXIT_* != 0 on failure. */
 int cli_load_config(const cli_common_t *common, sl_config_t *cfg);
 

@@ -113,8 +113,6 @@ int cmd_client(int argc, char **argv)
         OPT_INDEX,
         OPT_VIRTUAL,
         OPT_KEY,
-        OPT_DATA,
-        OPT_DATA_OPT,
         OPT_KILL,
         OPT_STRAGGLE
     };
@@ -122,16 +120,13 @@ int cmd_client(int argc, char **argv)
                                              {"client-index", required_argument, NULL, OPT_INDEX},
                                              {"virtual", required_argument, NULL, OPT_VIRTUAL},
                                              {"key", required_argument, NULL, OPT_KEY},
-                                             {"data", required_argument, NULL, OPT_DATA},
-                                             {"data-opt", required_argument, NULL, OPT_DATA_OPT},
+                                             CLI_DATA_LONG_OPTIONS,
                                              {"kill-probability", required_argument, NULL, OPT_KILL},
                                              {"straggler-delay", required_argument, NULL, OPT_STRAGGLE},
                                              CLI_COMMON_LONG_OPTIONS,
                                              {NULL, 0, NULL, 0}};
     cli_common_t common = {0};
-    const char *coord = NULL, *key = NULL, *data = NULL;
-    const char *data_opts[64];
-    int n_data_opts = 0;
+    const char *coord = NULL, *key = NULL;
     double index = -1, virt = 1;
     faults_t faults = {0};
     int opt;
@@ -149,14 +144,6 @@ int cmd_client(int argc, char **argv)
             break;
         case OPT_KEY:
             key = optarg;
-            break;
-        case OPT_DATA:
-            data = optarg;
-            break;
-        case OPT_DATA_OPT:
-            if (n_data_opts == 64)
-                return cli_usage_error("client", "too many --data-opt");
-            data_opts[n_data_opts++] = optarg;
             break;
         case OPT_INDEX:
             if (parse_double(optarg, 0, 1e9, &index) || index != (double)(long)index)
@@ -194,11 +181,6 @@ int cmd_client(int argc, char **argv)
         return rc;
     if (coord)
         snprintf(cfg.net.coordinator, sizeof cfg.net.coordinator, "%s", coord);
-    if (data)
-        snprintf(cfg.data.name, sizeof cfg.data.name, "%s", data);
-    for (int i = 0; i < n_data_opts; i++)
-        if (sl_dataset_option_append(&cfg, data_opts[i]) != 0)
-            return cli_usage_error("client", "%s", sl_last_error());
     char tag[32];
     snprintf(tag, sizeof tag, "client-%ld", (long)index);
     sl_log_set_tag(tag);

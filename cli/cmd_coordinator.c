@@ -121,19 +121,16 @@ static void write_baseline(const char *run_dir, const sl_eval_info_t *ev)
 
 int cmd_coordinator(int argc, char **argv)
 {
-    enum { OPT_RUN_DIR = CLI_OPT_FIRST_FREE, OPT_RESUME, OPT_START, OPT_KEY, OPT_DATA, OPT_DATA_OPT };
+    enum { OPT_RUN_DIR = CLI_OPT_FIRST_FREE, OPT_RESUME, OPT_START, OPT_KEY };
     static const struct option longopts[] = {{"run-dir", required_argument, NULL, OPT_RUN_DIR},
                                              {"resume", required_argument, NULL, OPT_RESUME},
                                              {"start-clients", required_argument, NULL, OPT_START},
                                              {"key", required_argument, NULL, OPT_KEY},
-                                             {"data", required_argument, NULL, OPT_DATA},
-                                             {"data-opt", required_argument, NULL, OPT_DATA_OPT},
+                                             CLI_DATA_LONG_OPTIONS,
                                              CLI_COMMON_LONG_OPTIONS,
                                              {NULL, 0, NULL, 0}};
     cli_common_t common = {0};
-    const char *run_dir = NULL, *resume = NULL, *key = NULL, *data = NULL;
-    const char *data_opts[64];
-    int n_data_opts = 0;
+    const char *run_dir = NULL, *resume = NULL, *key = NULL;
     long start_clients = 0;
     int opt;
     opterr = 0;
@@ -153,14 +150,6 @@ int cmd_coordinator(int argc, char **argv)
             break;
         case OPT_KEY:
             key = optarg;
-            break;
-        case OPT_DATA:
-            data = optarg;
-            break;
-        case OPT_DATA_OPT:
-            if (n_data_opts == 64)
-                return cli_usage_error("coordinator", "too many --data-opt");
-            data_opts[n_data_opts++] = optarg;
             break;
         case OPT_START: {
             char *end;
@@ -185,11 +174,6 @@ int cmd_coordinator(int argc, char **argv)
     int rc = cli_load_config(&common, &cfg);
     if (rc)
         return rc;
-    if (data)
-        snprintf(cfg.data.name, sizeof cfg.data.name, "%s", data);
-    for (int i = 0; i < n_data_opts; i++)
-        if (sl_dataset_option_append(&cfg, data_opts[i]) != 0)
-            return cli_usage_error("coordinator", "%s", sl_last_error());
     sl_log_set_tag("coord");
     /* Update-sized buffers go straight back to the OS when freed, instead of piling up in
      * per-thread malloc arenas while many clients upload at once. */

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "datasets/dataset.h"
 
 const char cli_common_help[] =
     "Common options:\n"
@@ -75,6 +76,14 @@ int cli_common_option(cli_common_t *common, int opt, const char *arg, const char
     case CLI_OPT_HELP:
         common->help = 1;
         return 1;
+    case CLI_OPT_DATA:
+        common->data_name = arg;
+        return 1;
+    case CLI_OPT_DATA_OPT:
+        if (common->n_data_opts >= CLI_MAX_SETS)
+            return -cli_usage_error(command, "more than %d --data-opt options", CLI_MAX_SETS);
+        common->data_opts[common->n_data_opts++] = arg;
+        return 1;
     default:
         return 0;
     }
@@ -88,6 +97,11 @@ int cli_load_config(const cli_common_t *common, sl_config_t *cfg)
         goto fail;
     for (int i = 0; i < common->nsets; i++)
         if ((rc = sl_config_set(cfg, common->sets[i])) != 0)
+            goto fail;
+    if (common->data_name && (rc = sl_config_set_value(cfg, "data", "name", common->data_name)) != 0)
+        goto fail;
+    for (int i = 0; i < common->n_data_opts; i++)
+        if ((rc = sl_dataset_option_append(cfg, common->data_opts[i])) != 0)
             goto fail;
     if ((rc = sl_config_validate(cfg)) != 0)
         goto fail;
