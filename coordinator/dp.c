@@ -1,6 +1,8 @@
 /* coordinator/dp: the DP aggregator, the accountant in the round hooks, checkpoint state. */
 #include "coordinator/dp.h"
 
+#include "core/bytes.h"
+
 #include "core/log.h"
 #include "privacy/dp/clip.h"
 #include "privacy/dp/mechanism.h"
@@ -389,31 +391,6 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
     return 0;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
 {
     *out = NULL;
@@ -430,9 +407,9 @@ int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
         return sl_error(SL_ENOMEM, "dp: out of memory (checkpoint state)");
     }
     memcpy(b, EXT_MAGIC, 4);
-    put_u32(b + 4, EXT_VERSION);
-    put_u32(b + 8, dp->adaptive ? 1u : 0u);
-    put_u64(b + 12, acc_len);
+    sl_put_le32(b + 4, EXT_VERSION);
+    sl_put_le32(b + 8, dp->adaptive ? 1u : 0u);
+    sl_put_le64(b + 12, acc_len);
     memcpy(b + EXT_HEADER, acc, acc_len);
     free(acc);
     if (dp->adaptive) {
@@ -455,8 +432,8 @@ int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
                                     "resuming would lose the privacy spent so far");
     if (len < EXT_HEADER || memcmp(buf, EXT_MAGIC, 4) != 0)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: bad magic or truncated (%zu bytes)", len);
-    uint32_t ver = get_u32(buf + 4), flags = get_u32(buf + 8);
-    uint64_t acc_len = get_u64(buf + 12);
+    uint32_t ver = sl_get_le32(buf + 4), flags = sl_get_le32(buf + 8);
+    uint64_t acc_len = sl_get_le64(buf + 12);
     if (ver != EXT_VERSION)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads %u)", ver,
                         EXT_VERSION);

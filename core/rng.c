@@ -1,16 +1,12 @@
 #include "core/rng.h"
 
+#include "core/bytes.h"
+
 #include <math.h>
 #include <sodium.h>
 #include <string.h>
 
 static const char rng_domain[] = "starling-rng-v1";
-
-static void put_u64_le(uint8_t out[8], uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(v >> (8 * i));
-}
 
 void sl_rng_init_key(sl_rng_t *rng, const uint8_t key[SL_RNG_KEY_BYTES])
 {
@@ -28,15 +24,15 @@ void sl_rng_init(sl_rng_t *rng, uint64_t seed, const char *purpose, uint64_t rou
     size_t plen = purpose ? strlen(purpose) : 0;
     crypto_generichash_init(&st, NULL, 0, SL_RNG_KEY_BYTES);
     crypto_generichash_update(&st, (const uint8_t *)rng_domain, sizeof rng_domain);
-    put_u64_le(word, seed);
+    sl_put_le64(word, seed);
     crypto_generichash_update(&st, word, 8);
-    put_u64_le(word, (uint64_t)plen);
+    sl_put_le64(word, (uint64_t)plen);
     crypto_generichash_update(&st, word, 8);
     if (plen)
         crypto_generichash_update(&st, (const uint8_t *)purpose, plen);
-    put_u64_le(word, round);
+    sl_put_le64(word, round);
     crypto_generichash_update(&st, word, 8);
-    put_u64_le(word, client);
+    sl_put_le64(word, client);
     crypto_generichash_update(&st, word, 8);
     uint8_t key[SL_RNG_KEY_BYTES];
     crypto_generichash_final(&st, key, sizeof key);

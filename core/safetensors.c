@@ -1,5 +1,7 @@
 #include "core/safetensors.h"
 
+#include "core/bytes.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,20 +45,6 @@ static void floats_from_le(float *dst, const uint8_t *src, size_t n)
     if (n)
         memcpy(dst, src, n * 4);
 #endif
-}
-
-static void put_u64_le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64_le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
 }
 
 const char *sl_st_shape_str(const size_t *shape, size_t ndim, char *buf, size_t cap)
@@ -183,7 +171,7 @@ int sl_st_serialize(const sl_st_tensor_t *tensors, size_t n, const sl_st_meta_t 
     buf = malloc(total ? total : 1);
     if (!buf)
         goto oom;
-    put_u64_le(buf, hlen);
+    sl_put_le64(buf, hlen);
     memcpy(buf + 8, json, jlen);
     memset(buf + 8 + jlen, ' ', hlen - jlen);
     uint8_t *data = buf + 8 + hlen;
@@ -413,7 +401,7 @@ int sl_st_parse(sl_st_file_t *out, const uint8_t *buf, size_t len, const char *n
     memset(out, 0, sizeof *out);
     if (len < 8)
         return sl_error(SL_EFORMAT, "%s: truncated file: %zu bytes, no header length", name, len);
-    uint64_t hlen = get_u64_le(buf);
+    uint64_t hlen = sl_get_le64(buf);
     if (hlen > SL_ST_MAX_HEADER)
         return sl_error(SL_EFORMAT, "%s: header length %llu exceeds the %u-byte limit (not a safetensors file?)",
                         name, (unsigned long long)hlen, SL_ST_MAX_HEADER);

@@ -10,6 +10,8 @@
  * are kept in the same order so the results agree to the last few ulps. */
 #include "privacy/dp/accountant.h"
 
+#include "core/bytes.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -573,44 +575,6 @@ int64_t sl_dp_accountant_total_steps(const sl_dp_accountant_t *acc) { return acc
 #define ACC_HEADER 20u /* magic 4, version 4, orders 4, count 8 */
 #define ACC_ENTRY 24u
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static void put_f64(uint8_t *p, double d)
-{
-    uint64_t v;
-    memcpy(&v, &d, 8);
-    put_u64(p, v);
-}
-static double get_f64(const uint8_t *p)
-{
-    uint64_t v = get_u64(p);
-    double d;
-    memcpy(&d, &v, 8);
-    return d;
-}
-
 int sl_dp_accountant_encode(const sl_dp_accountant_t *acc, uint8_t **buf, size_t *len)
 {
     size_t total = ACC_HEADER + acc->n * ACC_ENTRY;
@@ -618,14 +582,14 @@ int sl_dp_accountant_encode(const sl_dp_accountant_t *acc, uint8_t **buf, size_t
     if (!b)
         return sl_error(SL_ENOMEM, "accountant: out of memory");
     memcpy(b, ACC_MAGIC, 4);
-    put_u32(b + 4, ACC_VERSION);
-    put_u32(b + 8, SL_DP_NUM_ORDERS);
-    put_u64(b + 12, acc->n);
+    sl_put_le32(b + 4, ACC_VERSION);
+    sl_put_le32(b + 8, SL_DP_NUM_ORDERS);
+    sl_put_le64(b + 12, acc->n);
     for (size_t i = 0; i < acc->n; i++) {
         uint8_t *p = b + ACC_HEADER + i * ACC_ENTRY;
-        put_f64(p, acc->hist[i].q);
-        put_f64(p + 8, acc->hist[i].sigma);
-        put_u64(p + 16, (uint64_t)acc->hist[i].steps);
+        sl_put_f64le(p, acc->hist[i].q);
+        sl_put_f64le(p + 8, acc->hist[i].sigma);
+        sl_put_le64(p + 16, (uint64_t)acc->hist[i].steps);
     }
     *buf = b;
     *len = total;
@@ -639,13 +603,13 @@ int sl_dp_accountant_decode(const uint8_t *buf, size_t len, sl_dp_accountant_t *
                         ACC_HEADER);
     if (memcmp(buf, ACC_MAGIC, 4) != 0)
         return sl_error(SL_EFORMAT, "accountant state: bad magic (not an accountant blob)");
-    uint32_t version = get_u32(buf + 4);
+    uint32_t version = sl_get_le32(buf + 4);
     if (version != ACC_VERSION)
         return sl_error(SL_EFORMAT, "accountant state: version %u, this build reads %u", version, ACC_VERSION);
-    uint32_t norders = get_u32(buf + 8);
+    uint32_t norders = sl_get_le32(buf + 8);
     if (norders != SL_DP_NUM_ORDERS)
         return sl_error(SL_EFORMAT, "accountant state: %u RDP orders, expected %d", norders, SL_DP_NUM_ORDERS);
-    uint64_t n = get_u64(buf + 12);
+    uint64_t n = sl_get_le64(buf + 12);
     if (n > (len - ACC_HEADER) / ACC_ENTRY || len != ACC_HEADER + n * ACC_ENTRY)
         return sl_error(SL_EFORMAT, "accountant state: %zu bytes do not hold %llu entries", len,
                         (unsigned long long)n);
@@ -655,8 +619,8 @@ int sl_dp_accountant_decode(const uint8_t *buf, size_t len, sl_dp_accountant_t *
         return rc;
     for (uint64_t i = 0; i < n; i++) {
         const uint8_t *p = buf + ACC_HEADER + i * ACC_ENTRY;
-        double q = get_f64(p), sigma = get_f64(p + 8);
-        uint64_t steps = get_u64(p + 16);
+        double q = sl_get_f64le(p), sigma = sl_get_f64le(p + 8);
+        uint64_t steps = sl_get_le64(p + 16);
         if (steps == 0 || steps > (uint64_t)INT64_MAX) {
             rc = sl_error(SL_EFORMAT, "accountant state: entry %llu has %llu steps", (unsigned long long)i,
                           (unsigned long long)steps);

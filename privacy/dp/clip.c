@@ -1,6 +1,8 @@
 /* privacy/dp/clip: L2 clipping and adaptive clipping (Andrew et al. 2021). */
 #include "privacy/dp/clip.h"
 
+#include "core/bytes.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -102,32 +104,6 @@ int sl_dp_adaptive_clip_update(sl_dp_adaptive_clip_t *ac, double noised_sum, dou
 #define AC_MAGIC "SLAC"
 #define AC_VERSION 1u
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static void put_f64(uint8_t *p, double d)
-{
-    uint64_t v;
-    memcpy(&v, &d, 8);
-    put_u64(p, v);
-}
-static double get_f64(const uint8_t *p)
-{
-    uint64_t v = get_u64(p);
-    double d;
-    memcpy(&d, &v, 8);
-    return d;
-}
-
 int sl_dp_adaptive_clip_encode(const sl_dp_adaptive_clip_t *ac, uint8_t *buf, size_t cap, size_t *len)
 {
     if (cap < SL_DP_ADAPTIVE_CLIP_BYTES)
@@ -136,13 +112,13 @@ int sl_dp_adaptive_clip_encode(const sl_dp_adaptive_clip_t *ac, uint8_t *buf, si
     memcpy(buf, AC_MAGIC, 4);
     for (int i = 0; i < 4; i++)
         buf[4 + i] = (uint8_t)(AC_VERSION >> (8 * i));
-    put_f64(buf + 8, ac->clip);
-    put_f64(buf + 16, ac->target_quantile);
-    put_f64(buf + 24, ac->lr);
-    put_f64(buf + 32, ac->count_stddev);
-    put_f64(buf + 40, ac->expected_clients);
-    put_u64(buf + 48, ac->rounds);
-    put_f64(buf + 56, ac->last_estimate);
+    sl_put_f64le(buf + 8, ac->clip);
+    sl_put_f64le(buf + 16, ac->target_quantile);
+    sl_put_f64le(buf + 24, ac->lr);
+    sl_put_f64le(buf + 32, ac->count_stddev);
+    sl_put_f64le(buf + 40, ac->expected_clients);
+    sl_put_le64(buf + 48, ac->rounds);
+    sl_put_f64le(buf + 56, ac->last_estimate);
     *len = SL_DP_ADAPTIVE_CLIP_BYTES;
     return 0;
 }
@@ -157,13 +133,13 @@ int sl_dp_adaptive_clip_decode(sl_dp_adaptive_clip_t *ac, const uint8_t *buf, si
     if (version != AC_VERSION)
         return sl_error(SL_EFORMAT, "adaptive clip state: version %u, this build reads %u", version, AC_VERSION);
     sl_dp_adaptive_clip_t t;
-    t.clip = get_f64(buf + 8);
-    t.target_quantile = get_f64(buf + 16);
-    t.lr = get_f64(buf + 24);
-    t.count_stddev = get_f64(buf + 32);
-    t.expected_clients = get_f64(buf + 40);
-    t.rounds = get_u64(buf + 48);
-    t.last_estimate = get_f64(buf + 56);
+    t.clip = sl_get_f64le(buf + 8);
+    t.target_quantile = sl_get_f64le(buf + 16);
+    t.lr = sl_get_f64le(buf + 24);
+    t.count_stddev = sl_get_f64le(buf + 32);
+    t.expected_clients = sl_get_f64le(buf + 40);
+    t.rounds = sl_get_le64(buf + 48);
+    t.last_estimate = sl_get_f64le(buf + 56);
     if (check_adaptive(t.clip, t.target_quantile, t.lr, t.count_stddev, t.expected_clients))
         return sl_error_wrap(SL_EFORMAT, "adaptive clip state");
     if (isinf(t.last_estimate))

@@ -1,15 +1,11 @@
 #include "privacy/secagg/kdf.h"
 
+#include "core/bytes.h"
+
 #include <sodium.h>
 #include <string.h>
 
 static const char domain[] = "starling-secagg-v1";
-
-static void put_u64(uint8_t out[8], uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* domain || 0 || label || 0 || session || round */
 static void start(crypto_generichash_state *st, const char *label, const uint8_t session[SL_SECAGG_SESSION_BYTES],
@@ -20,7 +16,7 @@ static void start(crypto_generichash_state *st, const char *label, const uint8_t
     crypto_generichash_update(st, (const uint8_t *)domain, sizeof domain); /* includes the NUL */
     crypto_generichash_update(st, (const uint8_t *)label, strlen(label) + 1);
     crypto_generichash_update(st, session, SL_SECAGG_SESSION_BYTES);
-    put_u64(word, round);
+    sl_put_le64(word, round);
     crypto_generichash_update(st, word, 8);
 }
 
