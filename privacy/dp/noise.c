@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "core/log.h"
 
 __extension__ typedef unsigned __int128 u128_t; /* gcc/clang; pedantic-clean via __extension__ */
@@ -78,10 +79,7 @@ uint64_t sl_dp_noise_u64(sl_dp_noise_t *ns)
 {
     uint8_t b[8];
     noise_bytes(ns, b, 8);
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
+    return sl_get_le64(b);
 }
 
 double sl_dp_noise_uniform(sl_dp_noise_t *ns) { return (double)(sl_dp_noise_u64(ns) >> 11) * 0x1.0p-53; }
@@ -90,7 +88,7 @@ static uint32_t noise_u32(sl_dp_noise_t *ns)
 {
     uint8_t b[4];
     noise_bytes(ns, b, 4);
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return sl_get_le32(b);
 }
 
 uint64_t sl_dp_noise_below(sl_dp_noise_t *ns, uint64_t n)

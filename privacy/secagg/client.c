@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "privacy/secagg/internal.h"
 #include "privacy/secagg/kdf.h"
 #include "privacy/secagg/prg.h"
@@ -162,7 +163,7 @@ static int send_masked(sl_secagg_client_t *c, sl_secagg_outbox_t *out)
                     SA_MASKED_PREFIX + packed, &body);
     if (rc)
         return rc;
-    sl_secagg_put_u64(body, c->dim);
+    sl_put_le64(body, c->dim);
     body[8] = (uint8_t)c->bits;
     body[9] = body[10] = body[11] = 0;
     sl_secagg_pack(c->input, c->dim, c->bits, body + SA_MASKED_PREFIX);
@@ -299,17 +300,17 @@ static int on_keys(sl_secagg_client_t *c, const sl_secagg_header_t *h, const uin
     if ((rc = sa_msg_new(out, &c->frame, SL_SECAGG_MSG_SHARES, c->opts.index, SL_SECAGG_SERVER_ID,
                          4 + (size_t)count * SA_SHARES_ENTRY, &ob)))
         goto cleanup;
-    sl_secagg_put_u32(ob, count);
+    sl_put_le32(ob, count);
     ob += 4;
     for (uint32_t j = 0; j < count; j++) {
         uint8_t pt[SL_SECAGG_SHARE_PT_BYTES], ad[SA_AD_BYTES], nonce[24];
-        sl_secagg_put_u32(pt, c->opts.index);
-        sl_secagg_put_u32(pt + 4, nb[j].index);
+        sl_put_le32(pt, c->opts.index);
+        sl_put_le32(pt + 4, nb[j].index);
         sl_shamir_share_encode(&ss[j], pt + 8);
         sl_shamir_share_encode(&bs[j], pt + 8 + SL_SHAMIR_SHARE_BYTES);
         sa_share_ad(&c->frame, c->opts.index, nb[j].index, ad);
         sa_share_nonce(c->opts.index, nb[j].index, nonce);
-        sl_secagg_put_u32(ob, nb[j].index);
+        sl_put_le32(ob, nb[j].index);
         crypto_aead_xchacha20poly1305_ietf_encrypt(ob + 4, NULL, pt, sizeof pt, ad, sizeof ad, NULL, nonce,
                                                    nb[j].enc_key);
         sodium_memzero(pt, sizeof pt);
@@ -503,8 +504,8 @@ static int on_unmask(sl_secagg_client_t *c, const sl_secagg_header_t *h, const u
         rc = sl_error(SL_ENOMEM, "secagg client: out of memory");
         goto cleanup;
     }
-    sl_secagg_put_u32(resp, na);
-    sl_secagg_put_u32(resp + 4, nd);
+    sl_put_le32(resp, na);
+    sl_put_le32(resp + 4, nd);
     sl_secagg_reader_init(&r, body + 8, h->body_len - 8);
     for (uint32_t i = 0; i < na + nd; i++) {
         uint32_t idx = sl_secagg_read_u32(&r);
@@ -515,7 +516,7 @@ static int on_unmask(sl_secagg_client_t *c, const sl_secagg_header_t *h, const u
         else
             sh = kind[s] == KIND_B ? &c->nb[s].b_share : &c->nb[s].s_share;
         uint8_t *e = resp + 8 + (size_t)i * SA_UNMASK_ENTRY;
-        sl_secagg_put_u32(e, idx);
+        sl_put_le32(e, idx);
         sl_shamir_share_encode(sh, e + 4);
     }
     uint8_t *ob;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "privacy/secagg/internal.h"
 
 const char *sl_secagg_stage_name(sl_secagg_stage_t stage)
@@ -70,17 +71,17 @@ void sa_share_ad(const sa_frame_t *f, uint32_t sender, uint32_t receiver, uint8_
 {
     memcpy(ad, SL_SECAGG_MAGIC, 4);
     ad[4] = SL_SECAGG_VERSION;
-    sl_secagg_put_u64(ad + 5, f->round);
+    sl_put_le64(ad + 5, f->round);
     memcpy(ad + 13, f->session, SL_SECAGG_SESSION_BYTES);
-    sl_secagg_put_u32(ad + 29, sender);
-    sl_secagg_put_u32(ad + 33, receiver);
+    sl_put_le32(ad + 29, sender);
+    sl_put_le32(ad + 33, receiver);
 }
 
 void sa_share_nonce(uint32_t sender, uint32_t receiver, uint8_t nonce[24])
 {
     memset(nonce, 0, 24);
-    sl_secagg_put_u32(nonce, sender);
-    sl_secagg_put_u32(nonce + 4, receiver);
+    sl_put_le32(nonce, sender);
+    sl_put_le32(nonce + 4, receiver);
 }
 
 void sl_secagg_params_default(sl_secagg_params_t *p)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/bytes.h"
 #include "privacy/secagg/internal.h"
 #include "privacy/secagg/kdf.h"
 #include "privacy/secagg/prg.h"
@@ -169,8 +170,8 @@ static int abort_round(sl_secagg_server_t *s, sl_secagg_outbox_t *out, int code,
             continue;
         uint8_t *b;
         if (sa_msg_new(out, &s->frame, SL_SECAGG_MSG_ABORT, SL_SECAGG_SERVER_ID, (uint32_t)u, 8 + tl, &b) == 0) {
-            sl_secagg_put_u32(b, (uint32_t)code);
-            sl_secagg_put_u32(b + 4, (uint32_t)tl);
+            sl_put_le32(b, (uint32_t)code);
+            sl_put_le32(b + 4, (uint32_t)tl);
             memcpy(b + 8, text, tl);
         }
         s->flags[u] |= F_TOLD;
@@ -189,8 +190,8 @@ static int drop_client(sl_secagg_server_t *s, size_t u, const char *why, sl_seca
     int rc = sa_msg_new(out, &s->frame, SL_SECAGG_MSG_ABORT, SL_SECAGG_SERVER_ID, (uint32_t)u, 8 + tl, &b);
     if (rc)
         return rc;
-    sl_secagg_put_u32(b, (uint32_t)SL_EQUORUM);
-    sl_secagg_put_u32(b + 4, (uint32_t)tl);
+    sl_put_le32(b, (uint32_t)SL_EQUORUM);
+    sl_put_le32(b + 4, (uint32_t)tl);
     memcpy(b + 8, why, tl);
     s->flags[u] |= F_TOLD;
     return 0;
@@ -226,12 +227,12 @@ int sl_secagg_server_start(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
         int rc = sa_msg_new(out, &s->frame, SL_SECAGG_MSG_SETUP, SL_SECAGG_SERVER_ID, (uint32_t)u, SA_SETUP_BODY, &b);
         if (rc)
             return rc;
-        sl_secagg_put_u32(b, (uint32_t)s->n);
-        sl_secagg_put_u32(b + 4, (uint32_t)s->k);
-        sl_secagg_put_u32(b + 8, (uint32_t)s->t);
+        sl_put_le32(b, (uint32_t)s->n);
+        sl_put_le32(b + 4, (uint32_t)s->k);
+        sl_put_le32(b + 8, (uint32_t)s->t);
         b[12] = (uint8_t)s->bits;
         b[13] = b[14] = b[15] = 0;
-        sl_secagg_put_u64(b + 16, s->dim);
+        sl_put_le64(b + 16, s->dim);
     }
     s->stage = SL_SECAGG_ADVERTISE;
     s->expected = s->n;
@@ -266,14 +267,14 @@ static int close_advertise(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
                             4 + cnt * SA_KEYS_ENTRY, &b);
         if (rc)
             return rc;
-        sl_secagg_put_u32(b, (uint32_t)cnt);
+        sl_put_le32(b, (uint32_t)cnt);
         b += 4;
         const uint32_t *row = sl_secagg_graph_row(&s->g, u);
         for (size_t j = 0; j < s->k; j++) {
             uint32_t v = row[j];
             if (!(s->flags[v] & F_U1))
                 continue;
-            sl_secagg_put_u32(b, v);
+            sl_put_le32(b, v);
             memcpy(b + 4, s->c_pk[v], 32);
             memcpy(b + 36, s->s_pk[v], 32);
             b += SA_KEYS_ENTRY;
@@ -309,7 +310,7 @@ static int close_shares(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
                             4 + cnt * SA_SHARES_ENTRY, &b);
         if (rc)
             return rc;
-        sl_secagg_put_u32(b, (uint32_t)cnt);
+        sl_put_le32(b, (uint32_t)cnt);
         b += 4;
         const uint32_t *row = sl_secagg_graph_row(&s->g, v);
         for (size_t j = 0; j < s->k; j++) {
@@ -317,7 +318,7 @@ static int close_shares(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
             if (!(s->flags[u] & F_U2))
                 continue;
             long slot = sl_secagg_graph_find(&s->g, u, (uint32_t)v);
-            sl_secagg_put_u32(b, u);
+            sl_put_le32(b, u);
             memcpy(b + 4, s->ct + ((size_t)u * s->k + (size_t)slot) * SL_SECAGG_SHARE_CT_BYTES,
                    SL_SECAGG_SHARE_CT_BYTES);
             b += SA_SHARES_ENTRY;
@@ -404,12 +405,12 @@ static int close_masked(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
         if ((rc = sa_msg_new(out, &s->frame, SL_SECAGG_MSG_UNMASK_REQ, SL_SECAGG_SERVER_ID, (uint32_t)w,
                              8 + 4 * (na + nd), &b)))
             goto cleanup;
-        sl_secagg_put_u32(b, (uint32_t)na);
-        sl_secagg_put_u32(b + 4, (uint32_t)nd);
+        sl_put_le32(b, (uint32_t)na);
+        sl_put_le32(b + 4, (uint32_t)nd);
         for (size_t i = 0; i < na; i++)
-            sl_secagg_put_u32(b + 8 + 4 * i, alive[i]);
+            sl_put_le32(b + 8 + 4 * i, alive[i]);
         for (size_t i = 0; i < nd; i++)
-            sl_secagg_put_u32(b + 8 + 4 * (na + i), dropped[i]);
+            sl_put_le32(b + 8 + 4 * (na + i), dropped[i]);
     }
     s->stage = SL_SECAGG_UNMASK;
     s->expected = s->u3;

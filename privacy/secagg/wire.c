@@ -1,5 +1,7 @@
 #include "privacy/secagg/wire.h"
 
+#include "core/bytes.h"
+
 #include <string.h>
 
 const char *sl_secagg_msg_name(int type)
@@ -8,25 +10,6 @@ const char *sl_secagg_msg_name(int type)
                                         "FORWARD", "MASKED", "UNMASK_REQ", "UNMASK_RESP", "ABORT"};
     return type >= 1 && type <= 9 ? names[type] : "?";
 }
-
-void sl_secagg_put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void sl_secagg_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 int sl_secagg_header_decode(const uint8_t *msg, size_t len, sl_secagg_header_t *h)
 {
@@ -42,11 +25,11 @@ int sl_secagg_header_decode(const uint8_t *msg, size_t len, sl_secagg_header_t *
     if (msg[6] || msg[7])
         return sl_error(SL_EPROTO, "secagg: reserved header bytes are not zero");
     h->type = msg[5];
-    h->round = get_u64(msg + 8);
+    h->round = sl_get_le64(msg + 8);
     memcpy(h->session, msg + 16, SL_SECAGG_SESSION_BYTES);
-    h->sender = get_u32(msg + 32);
-    h->receiver = get_u32(msg + 36);
-    h->body_len = get_u32(msg + 40);
+    h->sender = sl_get_le32(msg + 32);
+    h->receiver = sl_get_le32(msg + 36);
+    h->body_len = sl_get_le32(msg + 40);
     if ((uint64_t)h->body_len != (uint64_t)(len - SL_SECAGG_HEADER_BYTES))
         return sl_error(SL_EPROTO, "secagg: %s body length field %u but %zu bytes follow the header",
                         sl_secagg_msg_name(h->type), h->body_len, len - SL_SECAGG_HEADER_BYTES);
@@ -59,11 +42,11 @@ void sl_secagg_header_encode(const sl_secagg_header_t *h, uint8_t out[SL_SECAGG_
     out[4] = SL_SECAGG_VERSION;
     out[5] = h->type;
     out[6] = out[7] = 0;
-    sl_secagg_put_u64(out + 8, h->round);
+    sl_put_le64(out + 8, h->round);
     memcpy(out + 16, h->session, SL_SECAGG_SESSION_BYTES);
-    sl_secagg_put_u32(out + 32, h->sender);
-    sl_secagg_put_u32(out + 36, h->receiver);
-    sl_secagg_put_u32(out + 40, h->body_len);
+    sl_put_le32(out + 32, h->sender);
+    sl_put_le32(out + 36, h->receiver);
+    sl_put_le32(out + 40, h->body_len);
 }
 
 void sl_secagg_reader_init(sl_secagg_reader_t *r, const uint8_t *p, size_t len)
@@ -94,13 +77,13 @@ uint8_t sl_secagg_read_u8(sl_secagg_reader_t *r)
 uint32_t sl_secagg_read_u32(sl_secagg_reader_t *r)
 {
     const uint8_t *q = sl_secagg_read_bytes(r, 4);
-    return q ? get_u32(q) : 0;
+    return q ? sl_get_le32(q) : 0;
 }
 
 uint64_t sl_secagg_read_u64(sl_secagg_reader_t *r)
 {
     const uint8_t *q = sl_secagg_read_bytes(r, 8);
-    return q ? get_u64(q) : 0;
+    return q ? sl_get_le64(q) : 0;
 }
 
 size_t sl_secagg_packed_bytes(size_t m, unsigned bits) { return (m / 8) * bits + ((m % 8) * bits + 7) / 8; }
@@ -109,7 +92,7 @@ void sl_secagg_pack(const uint32_t *v, size_t m, unsigned bits, uint8_t *out)
 {
     if (bits == 32) {
         for (size_t i = 0; i < m; i++)
-            sl_secagg_put_u32(out + 4 * i, v[i]);
+            sl_put_le32(out + 4 * i, v[i]);
         return;
     }
     if (bits == 16) {
@@ -129,7 +112,7 @@ void sl_secagg_pack(const uint32_t *v, size_t m, unsigned bits, uint8_t *out)
         acc |= (uint64_t)v[i] << have; /* have < 32, so this fits in 64 bits */
         have += bits;
         if (have >= 32) { /* flush 32 bits at once */
-            sl_secagg_put_u32(out + o, (uint32_t)acc);
+            sl_put_le32(out + o, (uint32_t)acc);
             o += 4;
             acc >>= 32;
             have -= 32;
@@ -146,7 +129,7 @@ void sl_secagg_unpack_add(const uint8_t *in, size_t m, unsigned bits, uint32_t *
 {
     if (bits == 32) {
         for (size_t i = 0; i < m; i++)
-            acc[i] += get_u32(in + 4 * i);
+            acc[i] += sl_get_le32(in + 4 * i);
         return;
     }
     if (bits == 16) {
@@ -166,7 +149,7 @@ void sl_secagg_unpack_add(const uint8_t *in, size_t m, unsigned bits, uint32_t *
     for (size_t i = 0; i < m; i++) {
         if (have < bits) { /* refill 32 bits at once while 4 bytes remain, then bytewise */
             if (total - o >= 4) {
-                buf |= (uint64_t)get_u32(in + o) << have;
+                buf |= (uint64_t)sl_get_le32(in + o) << have;
                 o += 4;
                 have += 32;
             } else {

@@ -75,8 +75,6 @@ uint64_t sl_secagg_read_u64(sl_secagg_reader_t *r);
 const uint8_t *sl_secagg_read_bytes(sl_secagg_reader_t *r, size_t n);
 static inline size_t sl_secagg_reader_left(const sl_secagg_reader_t *r) { return r->bad ? 0 : r->len - r->off; }
 
-void sl_secagg_put_u32(uint8_t *p, uint32_t v);
-void sl_secagg_put_u64(uint8_t *p, uint64_t v);
 
 /* Bytes of m values packed at `bits` bits each (1..32), LSB first: ceil(m * bits / 8). */
 size_t sl_secagg_packed_bytes(size_t m, unsigned bits);
