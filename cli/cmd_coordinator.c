@@ -31,7 +31,8 @@ static const char usage[] =
     "  --data NAME           dataset (as data.name)\n"
     "  --data-opt K=V        dataset option (repeatable)\n\n"
     "Security: CURVE encryption with an allow-list (net.authorized_clients) unless\n"
-    "net.insecure = true. SIGHUP reloads the allow-list; SIGINT/SIGTERM stop cleanly.\n\n";
+    "net.insecure = true; connections capped by net.max_connections and\n"
+    "net.max_connections_per_source. SIGHUP reloads the allow-list; SIGINT/SIGTERM stop cleanly.\n\n";
 
 /* What the engine's hooks need; one context for all of them. */
 typedef struct {
@@ -89,6 +90,18 @@ static void hook_banned(void *ctx, const sl_peer_t *peer, double seconds)
     hooks_ctx_t *h = ctx;
     if (h->zap && peer->user_id[0])
         sl_zap_ban(h->zap, peer->user_id, seconds);
+}
+
+/* The transport's configure hook: count the ROUTER's connections from before it binds. */
+typedef struct {
+    sl_zap_t *zap;
+    sl_zap_limits_t limits;
+} conn_limits_t;
+
+static int configure_conn_limits(void *zmq_socket, void *ctx)
+{
+    conn_limits_t *l = ctx;
+    return sl_zap_limit_connections(l->zap, zmq_socket, &l->limits);
 }
 
 static void on_round(void *ctx, const sl_round_report_t *r)
@@ -192,6 +205,7 @@ int cmd_coordinator(int argc, char **argv)
     sl_keypair_t kp = {0};
     float *init = NULL;
     hooks_ctx_t hooks = {0};
+    conn_limits_t conn_limits = {0};
 
     if ((rc = sl_dataset_open(&ds, &cfg)) != 0 || (rc = cli_fed_model(&cfg, ds, &model)) != 0)
         goto cleanup;
@@ -258,6 +272,11 @@ int cmd_coordinator(int argc, char **argv)
         if ((rc = sl_zap_start(&zap, zctx, &allow)) != 0)
             goto cleanup;
         sl_zap_watch_reload(zap, &cli_fed_reload, cfg.net.authorized_clients);
+        conn_limits.zap = zap;
+        conn_limits.limits.max_connections = (long)cfg.net.max_connections;
+        conn_limits.limits.max_per_source = (long)cfg.net.max_connections_per_source;
+        topts.configure = configure_conn_limits;
+        topts.configure_ctx = &conn_limits;
     }
     if ((rc = sl_transport_new(&transport, zctx, &topts)) != 0)
         goto cleanup;

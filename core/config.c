@@ -188,6 +188,10 @@ static const key_def_t keys[] = {
      "Invalid messages before a peer is refused."},
     {"net", "cooldown_seconds", T_DOUBLE, F(net.cooldown_seconds), "60", 0, 86400, NULL,
      "How long a refused peer stays refused."},
+    {"net", "max_connections", T_INT, F(net.max_connections), "10000", 1, 1000000, NULL,
+     "Concurrent connections the coordinator accepts (CURVE)."},
+    {"net", "max_connections_per_source", T_INT, F(net.max_connections_per_source), "256", 1, 1000000, NULL,
+     "Concurrent connections from one IP address (CURVE)."},
 };
 
 static const char *const sections[] = {"run", "model", "data", "train", "federation", "dp", "secagg", "net"};

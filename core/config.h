@@ -151,6 +151,8 @@ typedef struct sl_config {
         int64_t max_messages_per_second;
         int64_t max_invalid_messages;
         double cooldown_seconds;
+        int64_t max_connections;
+        int64_t max_connections_per_source;
     } net;
 } sl_config_t;
 

@@ -8,6 +8,21 @@
  * every message the coordinator receives carries the authenticated identity.
  *
  * It runs in its own thread; the allow-list can be swapped at run time (SIGHUP reload).
+ *
+ * Connection limits (sl_zap_limit_connections): the handler also caps concurrent
+ * connections, overall and per source IP address. It counts the coordinator socket's open
+ * connections from libzmq's socket monitor (ZMQ_EVENT_ACCEPTED / DISCONNECTED, with the
+ * source taken from the accepted socket's peer address), and refuses a handshake whose
+ * source already has more than max_per_source open connections (itself included) or when
+ * the sum over sources of min(open, max_per_source) exceeds max_connections. Counting open
+ * sockets rather than admitted handshakes is what makes the count exact: libzmq's
+ * handshake events carry no socket, so an "admitted" connection cannot be matched with its
+ * later DISCONNECTED, while every open socket has exactly one ACCEPTED and one
+ * DISCONNECTED. It follows that admitted connections never exceed either cap. Connections
+ * still in their handshake count too (libzmq closes them after ZMQ_HANDSHAKE_IVL, 30 s);
+ * capping each source's share keeps one address from filling the overall cap with
+ * half-open sockets. Peers over ipc:// (no IP address) are all the source "local", exempt
+ * from the per-source cap (the socket file's permissions decide who may connect).
  */
 #ifndef SL_ZAP_H
 #define SL_ZAP_H
@@ -34,9 +49,22 @@ void sl_zap_watch_reload(sl_zap_t *zap, volatile sig_atomic_t *flag, const char 
  * one). Keys stay refused across reloads until the cool-down ends. */
 void sl_zap_ban(sl_zap_t *zap, const char *public_z85, double seconds);
 
-/* Counters for tests and metrics. */
 typedef struct {
-    unsigned long accepted, refused_unknown, refused_banned, malformed;
+    long max_connections; /* open connections in all (net.max_connections) */
+    long max_per_source;  /* open connections from one IP address (net.max_connections_per_source) */
+} sl_zap_limits_t;
+
+/* Enforce `limits` on the connections of `router` (the coordinator's ROUTER, borrowed).
+ * Call once, from the socket's thread, before it binds (the transport's configure hook),
+ * so no connection escapes the count. Order at shutdown: close the socket, then
+ * sl_zap_stop (libzmq would block on a monitor nobody reads). */
+SL_NODISCARD int sl_zap_limit_connections(sl_zap_t *zap, void *router, const sl_zap_limits_t *limits);
+
+/* Counters for tests and metrics; `connections` is the current number of open ones
+ * (0 without sl_zap_limit_connections). */
+typedef struct {
+    unsigned long accepted, refused_unknown, refused_banned, refused_limit, malformed;
+    unsigned long connections;
 } sl_zap_stats_t;
 sl_zap_stats_t sl_zap_stats(sl_zap_t *zap);
 
