@@ -5,9 +5,12 @@
  *   add_update(client, delta, weight)              for each accepted UPDATE, as it arrives
  *   secagg_message(client, stage, blob)            for each SECAGG_UP (secure aggregators)
  *   tick(now)                                      on every engine tick (stage deadlines)
+ *   next_deadline()                                when the aggregator next needs a tick
  *   client_dropped(client)                         a sampled client left / timed out
  *   ready()                                        secure: every stage finished
  *   finish(out_mean)                               once, when the round closes
+ *   report(rep)                                    after a successful finish: add its own
+ *                                                  figures to the round's metrics line
  *
  * Built-in aggregators:
  *   mean          streaming weighted mean: an exact 128-bit fixed-point running sum (the
@@ -32,16 +35,19 @@
 #ifndef SL_AGGREGATOR_H
 #define SL_AGGREGATOR_H
 
+#include "coordinator/runlog.h"
 #include "core/error.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 /* How a secure aggregator sends SECAGG_DOWN messages: to one client, `stage`, `blob`
- * (copied before emit returns). Provided by the engine. */
+ * (copied before emit returns). Provided by the engine, with its clock at the call (the
+ * `now` of the engine call that led here: stage timings and deadlines use it). */
 typedef struct {
     int (*send)(void *engine, uint64_t client, uint32_t stage, const uint8_t *blob, size_t len);
     void *engine;
+    double now;
 } sl_agg_emit_t;
 
 typedef struct {
@@ -66,8 +72,18 @@ typedef struct sl_aggregator {
                                        size_t len, const sl_agg_emit_t *emit);
     /* Optional (NULL = nothing to do). */
     SL_NODISCARD int (*tick)(void *self, double now, const sl_agg_emit_t *emit);
-    void (*client_dropped)(void *self, uint64_t client);
+    /* Absolute time (engine clock) by which tick must be called, INFINITY if none: the
+     * engine folds it into sl_engine_next_deadline, so no caller has to poll. */
+    double (*next_deadline)(void *self);
+    /* A sampled client of the running round left: BYE, unreachable, banned or it reported
+     * an error. Secure aggregators hear it at once, also after the client's UPDATE (the
+     * protocol still needs it); others hear it only for clients that never answered, when
+     * it happens and at the round's close (timed out). */
+    SL_NODISCARD int (*client_dropped)(void *self, uint64_t client, const sl_agg_emit_t *emit);
     int (*ready)(void *self); /* secure: 1 when finish can run before the deadline */
+    /* After finish returned 0: add the aggregator's own figures to the round's report
+     * (e.g. rep->secagg), before the round_end hook and the metrics line. */
+    void (*report)(void *self, sl_round_report_t *rep);
     /* Required. out: (dim) aggregated delta. SL_EQUORUM if nothing was aggregated. */
     SL_NODISCARD int (*finish)(void *self, float *out, size_t dim, sl_agg_result_t *res);
     void (*destroy)(void *self);

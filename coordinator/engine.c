@@ -588,7 +588,7 @@ static int start_attempt(sl_engine_t *e, double now)
         c->waiting = 0;
         ids[i] = c->id;
     }
-    sl_agg_emit_t emit = {agg_emit, e};
+    sl_agg_emit_t emit = {agg_emit, e, now};
     int rc = e->agg->begin_round(e->agg->self, e->round, ids, m, &emit);
     free(ids);
     if (rc)
@@ -671,26 +671,35 @@ static int close_round(sl_engine_t *e, double now)
 {
     /* who did not answer is dropped for this round (and may be sampled again later) */
     uint64_t tag = round_tag(e);
+    int rc;
     for (size_t i = 0; i < e->n_sampled; i++) {
         client_t *c = &e->clients[e->sampled[i]];
         if (c->tag == tag && !c->answered) {
             e->rep.dropped++;
-            if (e->agg->client_dropped)
-                e->agg->client_dropped(e->agg->self, c->id);
+            /* a secure aggregator's stages have their own deadlines: telling it now would
+             * only advance a protocol whose round is over */
+            if (e->agg->client_dropped && !e->agg->secure) {
+                sl_agg_emit_t emit = {agg_emit, e, now};
+                if ((rc = e->agg->client_dropped(e->agg->self, c->id, &emit)))
+                    return fail_hook(e, rc, "aggregator client_dropped");
+            }
         }
     }
-    int rc;
     size_t quorum = (size_t)e->cfg.federation.min_clients;
     sl_agg_result_t res = {0, 0};
     int agg_rc = SL_EQUORUM;
-    if (e->rep.reported >= quorum)
+    char agg_why[200] = "";
+    if (e->rep.reported >= quorum) {
         agg_rc = e->agg->finish(e->agg->self, e->agg_out, e->dim, &res);
+        if (agg_rc == SL_EQUORUM) /* e.g. the secure protocol aborted: say why */
+            snprintf(agg_why, sizeof agg_why, " (%s)", sl_last_error());
+    }
     if (agg_rc == SL_EQUORUM || (agg_rc == 0 && res.count < quorum)) {
         e->attempts_total++;
         char msg[400];
-        snprintf(msg, sizeof msg, "round %llu: %zu of %zu sampled clients reported, quorum is %zu",
+        snprintf(msg, sizeof msg, "round %llu: %zu of %zu sampled clients reported, quorum is %zu%s",
                  (unsigned long long)e->round, agg_rc == 0 ? res.count : e->rep.reported, e->rep.sampled,
-                 quorum);
+                 quorum, agg_why);
         if (e->cfg.federation.quorum_policy == SL_QUORUM_FAIL)
             return fail_run(e, SL_EQUORUM, msg);
         if (e->attempt >= (uint32_t)e->cfg.federation.max_retries) {
@@ -709,6 +718,8 @@ static int close_round(sl_engine_t *e, double now)
         return fail_hook(e, rc, "strategy");
     sl_round_report_t *r = &e->rep;
     r->reported = res.count;
+    if (e->agg->report)
+        e->agg->report(e->agg->self, r);
     if (e->loss_w > 0)
         r->train_loss = e->loss_sum / e->loss_w;
     if (e->eval_n > 0) {
@@ -897,6 +908,8 @@ void sl_engine_destroy(sl_engine_t **pe)
 /* ---- input ------------------------------------------------------------------------------------ */
 
 /* Count an invalid message against a registered client; ban it past the limit. */
+static int agg_client_dropped(sl_engine_t *e, const client_t *c, int had_answered, double now);
+
 static void strike(sl_engine_t *e, int k, double now)
 {
     if (k < 0)
@@ -910,6 +923,11 @@ static void strike(sl_engine_t *e, int k, double now)
         ban(e, &c->peer, now);
         c->live = 0;
         c->invalid = 0;
+        /* Its messages are ignored for the cool-down: a secure protocol must not wait for
+         * it (others keep its place in the round: it may rejoin after the cool-down). A
+         * failure here has already failed the run; the caller's reply is harmless then. */
+        if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && e->agg->secure)
+            (void)agg_client_dropped(e, c, c->answered, now);
     }
 }
 
@@ -1176,21 +1194,39 @@ static int handle_update(sl_engine_t *e, int k, const sl_msg_t *m, double now)
     return maybe_close(e, now);
 }
 
-static void client_left(sl_engine_t *e, int k)
+/* Tell the aggregator that client c of the running attempt left: secure aggregators also
+ * after its UPDATE (their protocol still waits for it), the others only before. */
+static int agg_client_dropped(sl_engine_t *e, const client_t *c, int had_answered, double now)
+{
+    if (!e->agg->client_dropped || (had_answered && !e->agg->secure))
+        return 0;
+    sl_agg_emit_t emit = {agg_emit, e, now};
+    int rc = e->agg->client_dropped(e->agg->self, c->id, &emit);
+    return rc ? fail_hook(e, rc, "aggregator client_dropped") : 0;
+}
+
+/* A registered client is gone (BYE, unreachable, banned): out of the running round. */
+static int client_left(sl_engine_t *e, int k, double now)
 {
     client_t *c = &e->clients[k];
     c->live = 0;
-    if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
-        c->answered = 1;
-        e->n_left++;
-        if (release_credit(e, c))
-            SL_WARN("coordinator: %s", sl_last_error());
+    int rc = 0;
+    if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e)) {
+        int had_answered = c->answered;
+        if (!c->answered) {
+            c->answered = 1;
+            e->n_left++;
+            if (release_credit(e, c))
+                SL_WARN("coordinator: %s", sl_last_error());
+        }
+        rc = agg_client_dropped(e, c, had_answered, now);
     }
     if (e->state == SL_ENGINE_FINAL_EVAL && c->eval_tag == ((e->round << 16) | 0xffffu) &&
         !c->eval_answered) {
         c->eval_answered = 1;
         e->fe_answered++;
     }
+    return rc;
 }
 
 static int after_fe(sl_engine_t *e)
@@ -1294,7 +1330,7 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
             return send_error(e, peer, c->id, SL_WERR_UNEXPECTED, "unexpected SECAGG_UP");
         }
         {
-            sl_agg_emit_t emit = {agg_emit, e};
+            sl_agg_emit_t emit = {agg_emit, e, now};
             rc = e->agg->secagg_message(e->agg->self, c->id, m.stage, m.blob, (size_t)m.n, &emit);
             if (rc == SL_EPROTO) { /* the peer's blob was bad: its problem, not the run's */
                 char why[SL_WIRE_MAX_STR + 1];
@@ -1308,7 +1344,8 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
         }
     case SL_MSG_BYE:
         SL_INFO("coordinator: client %llu left: %s", (unsigned long long)c->id, m.why);
-        client_left(e, k);
+        if ((rc = client_left(e, k, now)))
+            return rc;
         rc = maybe_close(e, now);
         if (!rc)
             rc = after_fe(e);
@@ -1317,11 +1354,16 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
         warn_peer(e, now, "coordinator: client %llu reports error %d: %s", (unsigned long long)c->id, m.code,
                   m.why);
         /* a client that failed its task is out of this round (but stays registered) */
-        if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && !c->answered) {
-            c->answered = 1;
-            e->n_left++;
-            if ((rc = release_credit(e, c)))
-                return fail_run(e, rc, sl_last_error());
+        if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e)) {
+            int had_answered = c->answered;
+            if (!c->answered) {
+                c->answered = 1;
+                e->n_left++;
+                if ((rc = release_credit(e, c)))
+                    return fail_run(e, rc, sl_last_error());
+            }
+            if ((rc = agg_client_dropped(e, c, had_answered, now)))
+                return rc;
             return maybe_close(e, now);
         }
         return 0;
@@ -1354,7 +1396,7 @@ int sl_engine_tick(sl_engine_t *e, double now)
     }
     case SL_ENGINE_ROUND:
         if (e->agg->tick) {
-            sl_agg_emit_t emit = {agg_emit, e};
+            sl_agg_emit_t emit = {agg_emit, e, now};
             if ((rc = e->agg->tick(e->agg->self, now, &emit)))
                 return fail_hook(e, rc, "aggregator tick");
         }
@@ -1379,8 +1421,10 @@ int sl_engine_peer_gone(sl_engine_t *e, const sl_peer_t *peer, double now)
     if (k < 0 || e->state == SL_ENGINE_DONE || e->state == SL_ENGINE_FAILED)
         return 0;
     SL_INFO("coordinator: client %llu unreachable", (unsigned long long)e->clients[k].id);
-    client_left(e, k);
-    int rc = maybe_close(e, now);
+    int rc = client_left(e, k, now);
+    if (rc)
+        return rc;
+    rc = maybe_close(e, now);
     if (!rc)
         rc = after_fe(e);
     return rc;
@@ -1405,6 +1449,10 @@ double sl_engine_next_deadline(const sl_engine_t *e)
             return isnan(e->first_tick) ? 0.0 : e->first_tick + e->start_timeout;
         return isnan(e->first_tick) ? 0.0 : INFINITY;
     case SL_ENGINE_ROUND:
+        /* the aggregator's own deadlines (SecAgg+ stages) come before the round's */
+        if (e->agg->next_deadline)
+            return fmin(e->deadline, e->agg->next_deadline(e->agg->self));
+        return e->deadline;
     case SL_ENGINE_FINAL_EVAL:
         return e->deadline;
     default:

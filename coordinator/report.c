@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The plotted fields of metrics.jsonl and their chart titles. */
+/* The plotted fields of metrics.jsonl and their chart titles: a dotted path into nested
+ * objects, where "*" sums the field over every member (SecAgg+ stages). */
 static const struct {
     const char *key;
     const char *title;
@@ -21,8 +22,38 @@ static const struct {
     {"bytes_up", "Bytes up per round"},
     {"bytes_down", "Bytes down per round"},
     {"round_seconds", "Round wall time (s)"},
+    {"secagg.*.seconds", "SecAgg+: time in its four stages (s)"},
+    {"secagg.unmasking.seconds", "SecAgg+: unmasking stage (s)"},
+    {"secagg.*.dropped", "SecAgg+: dropouts over its four stages"},
 };
 #define NSERIES (sizeof series / sizeof series[0])
+
+/* The number at `path` (see series) in o, NAN if absent. */
+static double lookup(const cJSON *o, const char *path)
+{
+    const char *dot = strchr(path, '.');
+    size_t len = dot ? (size_t)(dot - path) : strlen(path);
+    char key[64];
+    if (len >= sizeof key || !cJSON_IsObject(o))
+        return NAN;
+    memcpy(key, path, len);
+    key[len] = '\0';
+    if (!dot) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+        return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    }
+    if (strcmp(key, "*") != 0)
+        return lookup(cJSON_GetObjectItemCaseSensitive(o, key), dot + 1);
+    double sum = NAN;
+    const cJSON *child;
+    cJSON_ArrayForEach(child, o)
+    {
+        double v = lookup(child, dot + 1);
+        if (!isnan(v))
+            sum = isnan(sum) ? v : sum + v;
+    }
+    return sum;
+}
 
 static char *read_file(const char *path, size_t *len_out)
 {
@@ -188,10 +219,8 @@ int sl_report_write(const char *run_dir, const char *out_path)
         }
         const cJSON *round = cJSON_GetObjectItemCaseSensitive(obj, "round");
         x[n] = cJSON_IsNumber(round) ? round->valuedouble : (double)n + 1;
-        for (size_t s = 0; s < NSERIES; s++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, series[s].key);
-            ys[s][n] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-        }
+        for (size_t s = 0; s < NSERIES; s++)
+            ys[s][n] = lookup(obj, series[s].key);
         n++;
         cJSON_Delete(obj);
     }

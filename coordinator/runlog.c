@@ -18,6 +18,13 @@ struct sl_runlog {
     double best_central;
 };
 
+const char *sl_secagg_stage_key(int stage)
+{
+    static const char *const keys[SL_SECAGG_NSTAGES] = {"advertise_keys", "share_keys", "masked_input",
+                                                        "unmasking"};
+    return stage >= 0 && stage < SL_SECAGG_NSTAGES ? keys[stage] : "?";
+}
+
 void sl_round_report_init(sl_round_report_t *r, uint64_t round)
 {
     memset(r, 0, sizeof *r);
@@ -25,6 +32,8 @@ void sl_round_report_init(sl_round_report_t *r, uint64_t round)
     r->train_loss = r->eval_loss = r->accuracy = NAN;
     r->central_loss = r->central_accuracy = r->central_f1 = NAN;
     r->round_seconds = r->epsilon = NAN;
+    for (int i = 0; i < SL_SECAGG_NSTAGES; i++)
+        r->secagg.stage[i].seconds = NAN;
 }
 
 static int mkdirs(const char *path)
@@ -113,6 +122,49 @@ static void add_num(cJSON *o, const char *k, double v, int *err)
         *err = 1;
 }
 
+static void add_str(cJSON *o, const char *k, const char *v, int *err)
+{
+    if (!cJSON_AddStringToObject(o, k, v))
+        *err = 1;
+}
+
+/* The "secagg" object: stages that never opened are left out. */
+static cJSON *secagg_obj(const sl_secagg_report_t *sa)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int err = 0;
+    add_str(o, "status", sa->completed ? "completed" : "aborted", &err);
+    if (!sa->completed)
+        add_str(o, "reason", sa->reason, &err);
+    add_num(o, "included", (double)sa->included, &err);
+    add_num(o, "aborted_attempts", (double)sa->aborted_attempts, &err);
+    if (sa->aborted_attempts)
+        add_str(o, "last_abort", sa->last_abort, &err);
+    for (int i = 0; i < SL_SECAGG_NSTAGES && !err; i++) {
+        const sl_secagg_stage_report_t *st = &sa->stage[i];
+        if (isnan(st->seconds))
+            continue;
+        cJSON *so = cJSON_CreateObject();
+        if (!so || !cJSON_AddItemToObject(o, sl_secagg_stage_key(i), so)) {
+            cJSON_Delete(so);
+            err = 1;
+            break;
+        }
+        add_num(so, "seconds", st->seconds, &err);
+        add_num(so, "bytes_up", (double)st->bytes_up, &err);
+        add_num(so, "bytes_down", (double)st->bytes_down, &err);
+        add_num(so, "entered", (double)st->entered, &err);
+        add_num(so, "dropped", (double)st->dropped, &err);
+    }
+    if (err) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 static cJSON *report_obj(const sl_round_report_t *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -138,6 +190,13 @@ static cJSON *report_obj(const sl_round_report_t *r)
     add_num(o, "bytes_down", (double)r->bytes_down, &err);
     add_num(o, "round_seconds", r->round_seconds, &err);
     add_num(o, "epsilon", r->epsilon, &err);
+    if (!err && r->secagg.on) {
+        cJSON *sa = secagg_obj(&r->secagg);
+        if (!sa || !cJSON_AddItemToObject(o, "secagg", sa)) {
+            cJSON_Delete(sa);
+            err = 1;
+        }
+    }
     if (err) {
         cJSON_Delete(o);
         return NULL;

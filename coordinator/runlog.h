@@ -8,7 +8,10 @@
  * metrics.jsonl fields: round, attempt, sampled, reported, dropped, rejected, late,
  * train_loss, eval_loss, accuracy (federated evaluation, weighted by test examples),
  * eval_examples, central_loss, central_accuracy, central_macro_f1 (when the centralized
- * evaluation ran), bytes_up, bytes_down, round_seconds, epsilon (when present).
+ * evaluation ran), bytes_up, bytes_down, round_seconds, epsilon (when present), secagg
+ * (an object, when the round ran SecAgg+: status, reason, included, aborted_attempts,
+ * last_abort, and per stage advertise_keys / share_keys / masked_input / unmasking:
+ * seconds, bytes_up, bytes_down, entered, dropped; see docs/secagg.md).
  * Absent values (NaN in the report) are omitted, never written as null or NaN.
  */
 #ifndef SL_RUNLOG_H
@@ -19,6 +22,34 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* SecAgg+ stages in protocol order: advertise keys, share keys, masked input collection,
+ * unmasking. */
+enum { SL_SECAGG_NSTAGES = 4 };
+
+/* One SecAgg+ stage of a round attempt (coordinator/secagg fills it). */
+typedef struct {
+    double seconds;      /* engine clock from the stage's opening to its close; NaN = never opened */
+    uint64_t bytes_up;   /* SecAgg message bytes received from clients for this stage */
+    uint64_t bytes_down; /* SecAgg message bytes sent to clients for this stage */
+    size_t entered;      /* clients the stage waited for */
+    size_t dropped;      /* of those, how many did not go on to the next stage (left, silent
+                          * at the deadline, or excluded for too few live neighbours) */
+} sl_secagg_stage_report_t;
+
+/* SecAgg+ figures of the attempt that completed the round (and of earlier aborted ones). */
+typedef struct {
+    int on;                    /* 1 = the round ran SecAgg+ (else nothing below is written) */
+    int completed;             /* 1 = the sum was recovered; 0 = aborted / unfinished: reason */
+    char reason[240];          /* why it did not complete ("" when it did) */
+    size_t included;           /* clients whose input is in the sum */
+    uint32_t aborted_attempts; /* earlier attempts of this round whose protocol aborted */
+    char last_abort[240];      /* the reason of the latest of them ("" if none) */
+    sl_secagg_stage_report_t stage[SL_SECAGG_NSTAGES];
+} sl_secagg_report_t;
+
+/* JSON names of the stages, in order (advertise_keys, share_keys, masked_input, unmasking). */
+const char *sl_secagg_stage_key(int stage);
 
 /* One completed round, as the engine reports it. NaN = not measured this round. */
 typedef struct {
@@ -40,6 +71,7 @@ typedef struct {
     uint64_t bytes_down; /* wire bytes sent this round */
     double round_seconds;
     double epsilon; /* DP: filled by the round_end hook */
+    sl_secagg_report_t secagg; /* filled by a SecAgg+ aggregator's report method */
 } sl_round_report_t;
 
 /* A report with every float field NaN and counters 0. */

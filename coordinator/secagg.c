@@ -19,16 +19,38 @@ typedef struct {
     sl_secagg_server_t *s;
     sl_secagg_outbox_t out;
     int failed;               /* the round cannot run (n < 2, bad parameters) */
-    int started;              /* first tick seen */
-    double t0, opened, deadline;
-    sl_secagg_stage_t seen;   /* stage the deadline belongs to */
-    uint8_t *unmasked;        /* (n) 1 = the client's UNMASK_RESP arrived */
-    size_t n_unmasked;
-    double now, done_at;      /* last tick; first tick that saw DONE (NAN before) */
+    double t0, deadline;      /* begin_round's clock; deadline of the open stage */
+    sl_secagg_stage_t cur;    /* the server's stage as last observed (sync_stage) */
+    uint8_t *unmasked;        /* (n) 1 = the client's UNMASK_RESP arrived, 2 = it is gone before */
+    size_t n_unmasked, n_waived; /* answers; included clients gone before answering */
+    double now, done_at;         /* latest engine clock seen; when DONE was reached (NAN before) */
+    /* metrics of this attempt (sa_stats) */
+    sl_secagg_report_t rep;
+    double opened_at[SL_SECAGG_NSTAGES];
+    size_t answered[SL_SECAGG_NSTAGES]; /* answers the server accepted, per stage */
+    sl_secagg_info_t info;              /* server counters as of the last call */
+    uint32_t aborted_attempts;          /* earlier attempts of this round that did not complete */
+    char last_abort[sizeof((sl_secagg_report_t *)0)->last_abort];
 } sa_t;
 
-/* Emit the outbox to the clients it names; clears it. */
-static int flush(sa_t *a, const sl_agg_emit_t *emit)
+/* Stage index 0..3 (advertise keys .. unmasking) of a collecting stage, else -1. */
+static int stage_index(sl_secagg_stage_t st)
+{
+    return st >= SL_SECAGG_ADVERTISE && st <= SL_SECAGG_UNMASK ? (int)st - (int)SL_SECAGG_ADVERTISE : -1;
+}
+
+/* The stage a SecAgg message belongs to: SETUP/ADVERTISE 0, KEYS/SHARES 1, FORWARD/MASKED 2,
+ * UNMASK_REQ/UNMASK_RESP 3; anything else (ABORT, garbage) to `fallback`. */
+static int msg_stage(const uint8_t *blob, size_t len, int fallback)
+{
+    if (len < 6 || blob[5] < SL_SECAGG_MSG_SETUP || blob[5] > SL_SECAGG_MSG_UNMASK_RESP)
+        return fallback;
+    return (blob[5] - SL_SECAGG_MSG_SETUP) / 2;
+}
+
+/* Emit the outbox to the clients it names, counting its bytes per stage (ABORT notices in
+ * `closing`, the stage whose close sent them); clears it. */
+static int flush(sa_t *a, const sl_agg_emit_t *emit, int closing)
 {
     int rc = 0;
     for (size_t i = 0; i < a->out.count && !rc; i++) {
@@ -36,9 +58,54 @@ static int flush(sa_t *a, const sl_agg_emit_t *emit)
         if (m->to >= a->n || m->len < 6)
             continue;
         rc = emit->send(emit->engine, a->clients[m->to], m->data[5], m->data, m->len);
+        int st = msg_stage(m->data, m->len, closing);
+        if (!rc && st >= 0)
+            a->rep.stage[st].bytes_down += m->len;
     }
     sl_secagg_outbox_clear(&a->out);
     return rc;
+}
+
+static double stage_deadline(const sa_t *a, sl_secagg_stage_t st, double opened);
+
+/* After every server call: stage changes close the timings of the stages left behind and
+ * open the new one (with its deadline); DONE is timestamped for the grace period. */
+static void sync_stage(sa_t *a, double now)
+{
+    sl_secagg_server_info(a->s, &a->info);
+    sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
+    if (st == a->cur)
+        return;
+    int from = stage_index(a->cur), to = stage_index(st);
+    int last = to >= 0 ? to - 1 : st == SL_SECAGG_DONE ? SL_SECAGG_NSTAGES - 1 : from;
+    for (int i = from; from >= 0 && i <= last; i++) {
+        if (i > from) /* passed through in the same call */
+            a->opened_at[i] = now;
+        a->rep.stage[i].seconds = now - a->opened_at[i];
+    }
+    if (to >= 0) {
+        a->opened_at[to] = now;
+        a->rep.stage[to].seconds = NAN; /* open: measured at its close */
+        a->deadline = stage_deadline(a, st, now);
+    }
+    if (st == SL_SECAGG_DONE)
+        a->done_at = now;
+    a->cur = st;
+}
+
+/* The protocol aborted (or could not run): keep the first reason. */
+static void note_abort(sa_t *a, const char *why)
+{
+    if (!a->rep.reason[0])
+        snprintf(a->rep.reason, sizeof a->rep.reason, "%s", why);
+}
+
+static size_t index_of(const sa_t *a, uint64_t client)
+{
+    size_t u = 0;
+    while (u < a->n && a->clients[u] != client)
+        u++;
+    return u;
 }
 
 static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
@@ -46,11 +113,27 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
     sa_t *a = self;
     sl_secagg_server_destroy(&a->s);
     sl_secagg_outbox_clear(&a->out);
+    /* a retry of the same round: the previous attempt did not complete */
+    if (a->rep.on && a->round == round && !a->rep.completed) {
+        a->aborted_attempts++;
+        snprintf(a->last_abort, sizeof a->last_abort, "%s", a->rep.reason);
+    } else if (a->round != round) {
+        a->aborted_attempts = 0;
+        a->last_abort[0] = '\0';
+    }
+    memset(&a->rep, 0, sizeof a->rep);
+    a->rep.on = 1;
+    for (int i = 0; i < SL_SECAGG_NSTAGES; i++) {
+        a->rep.stage[i].seconds = NAN;
+        a->answered[i] = 0;
+    }
+    memset(&a->info, 0, sizeof a->info);
     a->round = round;
     a->n = 0;
     a->failed = 0;
-    a->started = 0;
-    a->seen = SL_SECAGG_INIT;
+    a->cur = SL_SECAGG_INIT;
+    a->t0 = a->now = emit->now;
+    a->deadline = INFINITY;
     if (n > a->cap) {
         uint64_t *p = realloc(a->clients, n * sizeof *p);
         if (!p)
@@ -64,13 +147,17 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
     }
     if (n)
         memset(a->unmasked, 0, n);
-    a->n_unmasked = 0;
+    a->n_unmasked = a->n_waived = 0;
     a->done_at = NAN;
     memcpy(a->clients, clients, n * sizeof *clients);
     a->n = n;
     if (n < 2) {
         a->failed = 1;
-        SL_WARN("secagg: round %llu has %zu client(s), needs 2", (unsigned long long)round, n);
+        char why[96];
+        snprintf(why, sizeof why, "round %llu has %zu client(s), SecAgg+ needs 2", (unsigned long long)round,
+                 n);
+        note_abort(a, why);
+        SL_WARN("secagg: %s", why);
         return 0;
     }
     int rc = sl_quant_init(&a->q, a->cfg.dp.clip, (unsigned)a->cfg.secagg.bits, n, 0);
@@ -84,12 +171,14 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
     if (rc) {
         /* parameters that cannot work for this n (e.g. threshold > n): fail the round, not the run */
         SL_WARN("secagg: round %llu: %s", (unsigned long long)round, sl_last_error());
+        note_abort(a, sl_last_error());
         sl_secagg_server_destroy(&a->s);
         sl_secagg_outbox_clear(&a->out);
         a->failed = 1;
         return rc == SL_ENOMEM ? rc : 0;
     }
-    return flush(a, emit);
+    sync_stage(a, emit->now); /* ADVERTISE opens with the SETUPs */
+    return flush(a, emit, -1);
 }
 
 static int sa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *blob, size_t len,
@@ -99,26 +188,34 @@ static int sa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *bl
     sa_t *a = self;
     if (!a->s)
         return 0; /* the round already failed: nothing to collect */
-    size_t u = 0;
-    while (u < a->n && a->clients[u] != client)
-        u++;
+    size_t u = index_of(a, client);
     if (u == a->n)
         return sl_error(SL_EPROTO, "secagg: client %llu is not in round %llu", (unsigned long long)client,
                         (unsigned long long)a->round);
+    a->now = emit->now;
     sl_secagg_stage_t before = sl_secagg_server_stage(a->s);
+    int closing = stage_index(before);
+    int in_stage = msg_stage(blob, len, closing);
+    if (in_stage >= 0) /* every blob that arrived, also late or refused ones */
+        a->rep.stage[in_stage].bytes_up += len;
     int rc = sl_secagg_server_handle(a->s, (uint32_t)u, blob, len, &a->out);
     sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
+    /* accepted: 0, or the close it completed aborted the round (a refused one changes nothing) */
+    if ((rc == 0 || (st == SL_SECAGG_ABORTED && before != SL_SECAGG_ABORTED)) && closing >= 0)
+        a->answered[closing]++;
+    sync_stage(a, emit->now);
     /* Count the unmasking answers, also those after the sum was complete: the round stays
      * open until every included client answered (or a grace period), so that no answer
      * arrives after the round closed. */
-    if (len > 5 && blob[5] == SL_SECAGG_MSG_UNMASK_RESP && !a->unmasked[u] &&
+    if (len > 5 && blob[5] == SL_SECAGG_MSG_UNMASK_RESP && a->unmasked[u] == 0 &&
         (rc == 0 || (rc == SL_ESTATE && before == SL_SECAGG_DONE))) {
         a->unmasked[u] = 1;
         a->n_unmasked++;
     }
     if (rc == SL_EQUORUM || st == SL_SECAGG_ABORTED) {
         SL_WARN("secagg: round %llu aborted: %s", (unsigned long long)a->round, sl_last_error());
-        return flush(a, emit);
+        note_abort(a, sl_last_error());
+        return flush(a, emit, closing);
     }
     if (rc == SL_ESTATE) { /* late for a closed stage: not an attack, drop it */
         sl_secagg_outbox_clear(&a->out);
@@ -128,7 +225,7 @@ static int sa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *bl
         sl_secagg_outbox_clear(&a->out);
         return sl_error(SL_EPROTO, "secagg: client %llu: %s", (unsigned long long)client, sl_last_error());
     }
-    return flush(a, emit);
+    return flush(a, emit, closing);
 }
 
 static double stage_deadline(const sa_t *a, sl_secagg_stage_t st, double opened)
@@ -145,34 +242,74 @@ static int sa_tick(void *self, double now, const sl_agg_emit_t *emit)
     sa_t *a = self;
     if (!a->s)
         return 0;
-    if (!a->started) {
-        a->started = 1;
-        a->t0 = now;
-    }
     a->now = now;
-    if (sl_secagg_server_stage(a->s) == SL_SECAGG_DONE && isnan(a->done_at))
-        a->done_at = now;
     for (int guard = 0; guard < 8; guard++) {
-        sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
-        if (st == SL_SECAGG_DONE || st == SL_SECAGG_ABORTED || st == SL_SECAGG_INIT)
-            return 0;
-        if (st != a->seen) {
-            a->seen = st;
-            a->opened = now;
-            a->deadline = stage_deadline(a, st, now);
-        }
-        if (now < a->deadline)
+        int closing = stage_index(sl_secagg_server_stage(a->s));
+        if (closing < 0 || now < a->deadline)
             return 0;
         int rc = sl_secagg_server_close_stage(a->s, &a->out);
-        if (rc && rc != SL_EQUORUM && rc != SL_ECRYPTO)
+        sync_stage(a, now);
+        if (rc && rc != SL_EQUORUM && rc != SL_ECRYPTO) {
+            sl_secagg_outbox_clear(&a->out);
             return rc;
-        if (rc)
+        }
+        if (rc) {
             SL_WARN("secagg: round %llu aborted at a stage deadline: %s", (unsigned long long)a->round,
                     sl_last_error());
-        if ((rc = flush(a, emit)))
+            note_abort(a, sl_last_error());
+        }
+        if ((rc = flush(a, emit, closing)))
             return rc;
     }
     return 0;
+}
+
+/* The open stage's deadline, or the end of the grace period after DONE (see secagg.h). */
+static double sa_next_deadline(void *self)
+{
+    sa_t *a = self;
+    if (!a->s)
+        return INFINITY;
+    sl_secagg_stage_t st = sl_secagg_server_stage(a->s);
+    if (stage_index(st) >= 0)
+        return a->deadline;
+    if (st == SL_SECAGG_DONE && !isnan(a->done_at) && a->n_unmasked + a->n_waived < a->info.masked) {
+        /* once passed, ready() says yes and the engine needs no more ticks from us */
+        double T = a->cfg.federation.round_timeout > 0 ? a->cfg.federation.round_timeout : 60.0;
+        double grace = a->done_at + T / 16.0;
+        return a->now < grace ? grace : INFINITY;
+    }
+    return INFINITY;
+}
+
+/* The engine lost the client: the server stops waiting for it (the stage may close now). */
+static int sa_dropped(void *self, uint64_t client, const sl_agg_emit_t *emit)
+{
+    sa_t *a = self;
+    if (!a->s)
+        return 0;
+    size_t u = index_of(a, client);
+    if (u == a->n)
+        return 0;
+    a->now = emit->now;
+    /* an included client that will never answer the unmasking request: not waited for */
+    if (sl_secagg_server_included(a->s, (uint32_t)u) && a->unmasked[u] == 0) {
+        a->unmasked[u] = 2;
+        a->n_waived++;
+    }
+    int closing = stage_index(sl_secagg_server_stage(a->s));
+    int rc = sl_secagg_server_drop(a->s, (uint32_t)u, &a->out);
+    sync_stage(a, emit->now);
+    if (rc == SL_EQUORUM || rc == SL_ECRYPTO) {
+        SL_WARN("secagg: round %llu aborted: %s", (unsigned long long)a->round, sl_last_error());
+        note_abort(a, sl_last_error());
+        rc = 0;
+    }
+    if (rc) {
+        sl_secagg_outbox_clear(&a->out);
+        return rc;
+    }
+    return flush(a, emit, closing);
 }
 
 static int sa_ready(void *self)
@@ -187,11 +324,28 @@ static int sa_ready(void *self)
         return 1;
     if (st != SL_SECAGG_DONE)
         return 0;
-    size_t included = 0;
-    for (size_t u = 0; u < a->n; u++)
-        included += sl_secagg_server_included(a->s, (uint32_t)u) ? 1u : 0u;
     double T = a->cfg.federation.round_timeout > 0 ? a->cfg.federation.round_timeout : 60.0;
-    return a->n_unmasked >= included || (!isnan(a->done_at) && a->now >= a->done_at + T / 16.0);
+    return a->n_unmasked + a->n_waived >= a->info.masked ||
+           (!isnan(a->done_at) && a->now >= a->done_at + T / 16.0);
+}
+
+/* Fill a->rep's per-stage client counts from the server's counters (see sa_stats). */
+static void fill_counts(sa_t *a)
+{
+    const size_t after[SL_SECAGG_NSTAGES + 1] = {a->n, a->info.advertised, a->info.shared, a->info.masked,
+                                                 a->n_unmasked};
+    int open = stage_index(a->cur); /* a stage still open when the round ended: its answers so far */
+    for (int i = 0; i < SL_SECAGG_NSTAGES; i++) {
+        sl_secagg_stage_report_t *st = &a->rep.stage[i];
+        if (isnan(st->seconds) && i != open)
+            continue; /* never opened */
+        st->entered = after[i];
+        size_t went_on = i == open && i < SL_SECAGG_NSTAGES - 1 ? a->answered[i] : after[i + 1];
+        st->dropped = st->entered > went_on ? st->entered - went_on : 0;
+    }
+    a->rep.included = a->cur == SL_SECAGG_DONE ? a->info.masked : 0;
+    a->rep.aborted_attempts = a->aborted_attempts;
+    snprintf(a->rep.last_abort, sizeof a->rep.last_abort, "%s", a->last_abort);
 }
 
 static int sa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
@@ -201,7 +355,15 @@ static int sa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
     res->total_weight = 0;
     if (!a->s || sl_secagg_server_stage(a->s) != SL_SECAGG_DONE) {
         const char *st = a->s ? sl_secagg_stage_name(sl_secagg_server_stage(a->s)) : "not started";
-        int rc = sl_error(SL_EQUORUM, "secagg: round %llu did not complete (%s)", (unsigned long long)a->round, st);
+        int open = stage_index(a->cur);
+        if (a->s && open >= 0) /* the round ended while this stage was open */
+            a->rep.stage[open].seconds = a->now - a->opened_at[open];
+        char why[160];
+        snprintf(why, sizeof why, "secagg: round %llu did not complete (%s)", (unsigned long long)a->round,
+                 st);
+        note_abort(a, why);
+        /* an abort says why; an unfinished protocol says where it stopped */
+        int rc = sl_error(SL_EQUORUM, "%s", a->rep.reason);
         sl_secagg_server_destroy(&a->s);
         return rc;
     }
@@ -224,7 +386,25 @@ static int sa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
         out[j] = (float)((double)out[j] / (double)count);
     res->count = count;
     res->total_weight = (double)count;
+    a->rep.completed = 1;
     sl_secagg_server_destroy(&a->s);
+    return 0;
+}
+
+static void sa_report(void *self, sl_round_report_t *rep)
+{
+    sa_t *a = self;
+    fill_counts(a);
+    rep->secagg = a->rep;
+}
+
+int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secagg_report_t *out)
+{
+    if (!agg || agg->begin_round != sa_begin)
+        return sl_error(SL_EINVAL, "secagg stats: not a SecAgg+ aggregator");
+    sa_t *a = agg->self;
+    fill_counts(a);
+    *out = a->rep;
     return 0;
 }
 
@@ -256,6 +436,8 @@ int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size
     }
     a->cfg = *cfg;
     a->dim = dim;
+    a->done_at = NAN;
+    a->deadline = INFINITY;
     sl_secagg_outbox_init(&a->out);
     g->name = "secagg";
     g->secure = 1;
@@ -263,7 +445,10 @@ int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size
     g->begin_round = sa_begin;
     g->secagg_message = sa_msg;
     g->tick = sa_tick;
+    g->next_deadline = sa_next_deadline;
+    g->client_dropped = sa_dropped;
     g->ready = sa_ready;
+    g->report = sa_report;
     g->finish = sa_finish;
     g->destroy = sa_destroy;
     *out = g;

@@ -12,6 +12,11 @@
  *                SL_EPROTO (the engine strikes the peer); a late one is ignored.
  *   tick         stage deadlines (see below): sl_secagg_server_close_stage drops whoever
  *                did not answer.
+ *   next_deadline  the open stage's deadline (or the end of the grace period after DONE):
+ *                the engine wakes up exactly then.
+ *   client_dropped  the engine lost a client (BYE, unreachable, banned, error report):
+ *                sl_secagg_server_drop, so the stage closes as soon as every remaining
+ *                client answered instead of at its deadline.
  *   ready        1 once the protocol is ABORTED (the round closes early), or DONE and every
  *                included client's UNMASK_RESP arrived (the sum may be complete at the
  *                threshold; waiting for the rest keeps their answers from arriving after
@@ -20,6 +25,13 @@
  *   finish       decodes the sum (sl_quant_decode) and divides by the number of included
  *                clients; SL_EQUORUM if the protocol aborted or did not finish (fewer
  *                survivors than the threshold): the engine counts the round as failed.
+ *   report       the attempt's figures into rep->secagg (see sl_secagg_report_t and
+ *                docs/secagg.md): per stage the time from its opening to its close on the
+ *                engine clock, the SecAgg message bytes of that stage in each direction
+ *                (SETUP+ADVERTISE, KEYS+SHARES, FORWARD+MASKED, UNMASK_REQ+UNMASK_RESP,
+ *                ABORT notices in the stage whose close sent them; late and refused blobs
+ *                included), the clients that entered it and the ones that did not go on;
+ *                the number of inputs in the sum; earlier aborted attempts of the round.
  *
  * Quantization: per-coordinate clip c = [dp] clip (the L2 clip norm: an update inside the
  * L2 ball has every coordinate in [-c, c]; coordinates outside are clipped), bits =
@@ -29,9 +41,9 @@
  * count would leak through a weighted sum only as much as it does in the UPDATE stats, but
  * weighting inside the mask would have to be agreed before training); the result is the
  * plain mean over the included clients, res->count = res->total_weight = that number.
- * Stage deadlines, with T = [federation] round_timeout and t0 = the first tick of the
- * round: ADVERTISE and SHARES close T/8 after they open, MASKED (which also covers local
- * training) at max(opened + T/8, t0 + 3T/4), UNMASK T/8 after it opens.
+ * Stage deadlines, with T = [federation] round_timeout and t0 = begin_round's clock:
+ * ADVERTISE and SHARES close T/8 after they open, MASKED (which also covers local training)
+ * at max(opened + T/8, t0 + 3T/4), UNMASK T/8 after it opens.
  */
 #ifndef SL_COORD_SECAGG_H
 #define SL_COORD_SECAGG_H
@@ -45,5 +57,9 @@
 /* A heap secure aggregator for dim-coordinate deltas. cfg is copied (its [dp] clip,
  * [secagg] and [federation] round_timeout are used). Free with sl_aggregator_destroy. */
 SL_NODISCARD int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size_t dim);
+
+/* The figures of the current (or last) attempt so far, as report() would give them.
+ * SL_EINVAL if agg is not a SecAgg+ aggregator. */
+SL_NODISCARD int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secagg_report_t *out);
 
 #endif

@@ -13,6 +13,7 @@
  *            -> out holds SETUP for every client: deliver out.msgs[i].data to out.msgs[i].to
  *            for each message m from client c:  sl_secagg_server_handle(s, c, m, len, &out)
  *            on the stage deadline:            sl_secagg_server_close_stage(s, &out)
+ *            when the transport lost client c:  sl_secagg_server_drop(s, c, &out)
  *            stage DONE: sl_secagg_server_result(s, &sum, &dim)   (sum in Z_{2^B})
  *   client:  sl_secagg_client_new(&c, &opts);  sl_secagg_client_set_input(c, v, dim, &out)
  *            for each message m from the server:  sl_secagg_client_handle(c, m, len, &out)
@@ -20,8 +21,9 @@
  *
  * Stages: ADVERTISE (keys) -> SHARES (encrypted Shamir shares) -> MASKED (masked inputs)
  * -> UNMASK (shares of b for survivors, of s^SK for dropped) -> DONE, or ABORTED.
- * A stage closes when every expected client answered, or when the caller says the stage
- * deadline passed (close_stage): whoever has not answered is dropped.
+ * A stage closes when every expected client answered or was dropped (sl_secagg_server_drop),
+ * or when the caller says the stage deadline passed (close_stage): whoever has not
+ * answered is dropped.
  *
  * Errors: a rejected message returns SL_EPROTO (malformed, forged, duplicate, wrong
  * round/session/size), SL_ECRYPTO (bad ciphertext or tag, low-order key) or SL_ESTATE (a
@@ -146,6 +148,16 @@ SL_NODISCARD int sl_secagg_server_handle(sl_secagg_server_t *s, uint32_t from, c
 
 /* The stage deadline passed: drop the clients that did not answer and go on. */
 SL_NODISCARD int sl_secagg_server_close_stage(sl_secagg_server_t *s, sl_secagg_outbox_t *out);
+
+/* Client u is gone (disconnected, timed out, banned): it is no longer waited for, nothing
+ * more is sent to it, and its later messages are refused (SL_ESTATE). If every other client
+ * the open stage waits for has answered, the stage closes now (messages of the next stage
+ * go to `out`; SL_EQUORUM / SL_ECRYPTO as in close_stage if that close aborts). Its fate
+ * is what it would be at a deadline: out of the round before its masked input arrived;
+ * after it, its input stays in the sum and its neighbours' shares remove its masks. Any
+ * stage (also before start and after DONE); a second drop of u is a no-op. SL_EINVAL if
+ * u >= n. */
+SL_NODISCARD int sl_secagg_server_drop(sl_secagg_server_t *s, uint32_t u, sl_secagg_outbox_t *out);
 
 sl_secagg_stage_t sl_secagg_server_stage(const sl_secagg_server_t *s);
 

@@ -14,13 +14,14 @@
 #include "privacy/secagg/shamir.h"
 
 enum {
-    F_ADV = 1 << 0, /* sent ADVERTISE */
-    F_U1 = 1 << 1,  /* in U1: keys forwarded to neighbours */
-    F_SH = 1 << 2,  /* sent SHARES */
-    F_U2 = 1 << 3,  /* in U2: shares forwarded */
-    F_MK = 1 << 4,  /* masked input folded into the sum: U3 */
-    F_UNM = 1 << 5, /* answered the unmask request: U4 */
-    F_TOLD = 1 << 6 /* was sent ABORT */
+    F_ADV = 1 << 0,  /* sent ADVERTISE */
+    F_U1 = 1 << 1,   /* in U1: keys forwarded to neighbours */
+    F_SH = 1 << 2,   /* sent SHARES */
+    F_U2 = 1 << 3,   /* in U2: shares forwarded */
+    F_MK = 1 << 4,   /* masked input folded into the sum: U3 */
+    F_UNM = 1 << 5,  /* answered the unmask request: U4 */
+    F_TOLD = 1 << 6, /* was sent ABORT (or is gone): no more messages to it */
+    F_GONE = 1 << 7  /* the transport lost it (sl_secagg_server_drop): not waited for */
 };
 enum { KIND_NONE = 0, KIND_B = 1, KIND_S = 2 };
 
@@ -235,7 +236,9 @@ int sl_secagg_server_start(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
         sl_put_le64(b + 16, s->dim);
     }
     s->stage = SL_SECAGG_ADVERTISE;
-    s->expected = s->n;
+    s->expected = 0;
+    for (size_t u = 0; u < s->n; u++) /* clients dropped before the start are not waited for */
+        s->expected += !(s->flags[u] & F_GONE);
     s->got = 0;
     return 0;
 }
@@ -243,7 +246,7 @@ int sl_secagg_server_start(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
 static int close_advertise(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
 {
     for (size_t u = 0; u < s->n; u++)
-        if (s->flags[u] & F_ADV)
+        if ((s->flags[u] & F_ADV) && !(s->flags[u] & F_GONE))
             s->flags[u] |= F_U1;
     s->u1 = prune(s, F_U1);
     for (size_t u = 0; u < s->n; u++)
@@ -289,7 +292,7 @@ static int close_advertise(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
 static int close_shares(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
 {
     for (size_t u = 0; u < s->n; u++)
-        if ((s->flags[u] & F_U1) && (s->flags[u] & F_SH))
+        if ((s->flags[u] & F_U1) && (s->flags[u] & F_SH) && !(s->flags[u] & F_GONE))
             s->flags[u] |= F_U2;
     s->u2 = prune(s, F_U2);
     for (size_t u = 0; u < s->n; u++)
@@ -396,9 +399,13 @@ static int close_masked(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
         rc = sl_error(SL_ENOMEM, "secagg server: out of memory for unmasking");
         goto cleanup;
     }
+    s->expected = 0;
     for (size_t w = 0; w < s->n; w++) {
-        if (!(s->flags[w] & F_MK))
+        /* a gone client's input stays in the sum (its masks are removed with its
+         * neighbours' shares) but it is not asked for shares */
+        if (!(s->flags[w] & F_MK) || (s->flags[w] & F_GONE))
             continue;
+        s->expected++;
         size_t na, nd;
         unmask_lists(s, w, alive, &na, dropped, &nd);
         uint8_t *b;
@@ -413,7 +420,6 @@ static int close_masked(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
             sl_put_le32(b + 8 + 4 * (na + i), dropped[i]);
     }
     s->stage = SL_SECAGG_UNMASK;
-    s->expected = s->u3;
     s->got = 0;
 cleanup:
     free(alive);
@@ -554,6 +560,20 @@ int sl_secagg_server_close_stage(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
     default:
         return sl_error(SL_ESTATE, "secagg server: no stage to close in stage %s", sl_secagg_stage_name(s->stage));
     }
+}
+
+/* Close stages while nothing more is awaited: every expected client answered or is gone,
+ * or unmasking holds t shares of every needed secret. Several stages close in a row only
+ * when every client a stage waits for is gone (it then aborts). */
+static int advance(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
+{
+    while (s->stage >= SL_SECAGG_ADVERTISE && s->stage <= SL_SECAGG_UNMASK &&
+           (s->got >= s->expected || (s->stage == SL_SECAGG_UNMASK && s->missing == 0))) {
+        int rc = sl_secagg_server_close_stage(s, out);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- messages ----------------------------------------------------------------------- */
@@ -741,6 +761,9 @@ int sl_secagg_server_handle(sl_secagg_server_t *s, uint32_t from, const uint8_t 
     if (s->stage != want)
         return sl_error(SL_ESTATE, "secagg server: %s from %u in stage %s (%s)", sl_secagg_msg_name(h.type), from,
                         sl_secagg_stage_name(s->stage), s->stage > want ? "late" : "too early");
+    if (s->flags[from] & F_GONE)
+        return sl_error(SL_ESTATE, "secagg server: %s from client %u, which was dropped",
+                        sl_secagg_msg_name(h.type), from);
     const uint8_t *body = msg + SL_SECAGG_HEADER_BYTES;
     switch (h.type) {
     case SL_SECAGG_MSG_ADVERTISE:
@@ -758,7 +781,37 @@ int sl_secagg_server_handle(sl_secagg_server_t *s, uint32_t from, const uint8_t 
     }
     if (rc)
         return rc;
-    if (s->got == s->expected || (s->stage == SL_SECAGG_UNMASK && s->missing == 0))
-        return sl_secagg_server_close_stage(s, out);
-    return 0;
+    return advance(s, out);
+}
+
+/* 1 if client u's answer is still awaited in the current stage. */
+static int awaited(const sl_secagg_server_t *s, size_t u)
+{
+    uint8_t f = s->flags[u];
+    switch (s->stage) {
+    case SL_SECAGG_ADVERTISE:
+        return !(f & F_ADV);
+    case SL_SECAGG_SHARES:
+        return (f & F_U1) && !(f & F_SH);
+    case SL_SECAGG_MASKED:
+        return (f & F_U2) && !(f & F_MK);
+    case SL_SECAGG_UNMASK:
+        return (f & F_MK) && !(f & F_UNM);
+    default:
+        return 0;
+    }
+}
+
+int sl_secagg_server_drop(sl_secagg_server_t *s, uint32_t u, sl_secagg_outbox_t *out)
+{
+    if (u >= s->n)
+        return sl_error(SL_EINVAL, "secagg server: drop of unknown client %u (n = %zu)", u, s->n);
+    if (s->flags[u] & F_GONE)
+        return 0;
+    int waited = awaited(s, u);
+    s->flags[u] |= F_GONE | F_TOLD; /* F_TOLD: nothing more is sent to it, not even ABORT */
+    if (!waited)
+        return 0;
+    s->expected--;
+    return advance(s, out);
 }

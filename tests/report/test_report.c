@@ -63,6 +63,24 @@ int main(void)
         CHECK_CONTAINS(html, ">0.875<");
     }
 
+    /* SecAgg+ stage objects: the stage times and dropouts are summed over the stages */
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    write_text(path, "{\"round\":1,\"secagg\":{\"status\":\"completed\",\"included\":9,"
+                     "\"advertise_keys\":{\"seconds\":0.25,\"dropped\":1},\"share_keys\":{\"seconds\":0.5,"
+                     "\"dropped\":2},\"masked_input\":{\"seconds\":1,\"dropped\":0},"
+                     "\"unmasking\":{\"seconds\":0.125,\"dropped\":3}}}\n"
+                     "{\"round\":2,\"secagg\":{\"unmasking\":{\"seconds\":0.5,\"dropped\":0}}}\n");
+    CHECK_EQ(sl_report_write(dir, NULL), 0);
+    snprintf(path, sizeof path, "%s/report.html", dir);
+    html = slurp(path);
+    CHECK(html != NULL);
+    if (html) {
+        CHECK_EQ(count(html, "<polyline"), 3); /* stage time, unmasking time, dropouts */
+        CHECK_CONTAINS(html, "SecAgg+: dropouts");
+        CHECK_CONTAINS(html, ">1.875<"); /* round 1: 0.25 + 0.5 + 1 + 0.125 s, the top of its axis */
+        CHECK_CONTAINS(html, ">6<");     /* round 1: 1 + 2 + 0 + 3 dropouts */
+    }
+
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     write_text(path, "{\"round\":1}\n[1,2]\n");
     CHECK_EQ(sl_report_write(dir, NULL), SL_EFORMAT);

@@ -8,6 +8,8 @@
  *  - Malformed stage messages (wrong round or session, forged sender, bad tag, duplicate,
  *    wrong sizes, truncated, bad magic) are rejected with SL_EPROTO / SL_ECRYPTO and a
  *    message, and the round still completes with the honest messages, exactly.
+ *  - Clients the transport lost (sl_secagg_server_drop) close stages early, get nothing
+ *    more and are refused; the sum stays exact.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +471,105 @@ static void test_abort(void)
     teardown(&h);
 }
 
+/* 1 if the outbox holds a message addressed to client u. */
+static int addressed_to(const sl_secagg_outbox_t *o, uint32_t u)
+{
+    for (size_t i = 0; i < o->count; i++)
+        if (o->msgs[i].to == u)
+            return 1;
+    return 0;
+}
+
+/* sl_secagg_server_drop: one client lost in each stage (ADVERTISE before its keys, SHARES
+ * and MASKED before its answer, UNMASK after its masked input): every stage closes as soon
+ * as the others answered, without close_stage; nothing more goes to a dropped client, its
+ * messages are refused; the sum is exact and includes exactly the one that dropped after
+ * its masked input. */
+static void test_drop(void)
+{
+    harness_t h;
+    setup(&h, 16, 21);
+    CHECK_EQ(sl_secagg_server_drop(h.s, N, &h.down), SL_EINVAL);
+    h.gone[1] = 1;
+    CHECK_EQ(sl_secagg_server_drop(h.s, 1, &h.down), 0);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_ADVERTISE);
+    to_clients(&h);
+    to_server(&h); /* 9 ADVERTISE: the stage closes without waiting for 1 */
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_SHARES);
+    CHECK(!addressed_to(&h.down, 1));
+    to_clients(&h); /* KEYS -> SHARES from the 9 */
+    /* 4 is lost after it sent SHARES but before the server got them: refused afterwards */
+    CHECK_EQ(sl_secagg_server_drop(h.s, 4, &h.down), 0);
+    CHECK_EQ(sl_secagg_server_drop(h.s, 4, &h.down), 0); /* again: no-op */
+    for (size_t i = 0; i < h.up.count; i++)
+        if (sender_of(&h.up.msgs[i]) == 4) {
+            CHECK_EQ(sl_secagg_server_handle(h.s, 4, h.up.msgs[i].data, h.up.msgs[i].len, &h.down),
+                     SL_ESTATE);
+            CHECK_CONTAINS(sl_last_error(), "dropped");
+        }
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_SHARES);
+    h.gone[4] = 1;
+    to_server(&h);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_MASKED);
+    CHECK(!addressed_to(&h.down, 1) && !addressed_to(&h.down, 4));
+    to_clients(&h); /* FORWARD -> MASKED from 8 clients */
+    h.gone[6] = 1;
+    CHECK_EQ(sl_secagg_server_drop(h.s, 6, &h.down), 0);
+    to_server(&h);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_UNMASK);
+    CHECK(!addressed_to(&h.down, 6));
+    /* 8 sent its masked input; it is lost before unmasking: no request goes to it */
+    h.gone[8] = 1;
+    CHECK_EQ(sl_secagg_server_drop(h.s, 8, &h.down), 0);
+    size_t requests = h.down.count;
+    to_clients(&h);
+    CHECK_EQ(requests, 7); /* the 7 live clients of U3 */
+    to_server(&h);
+    check_sum(&h);
+    CHECK(!sl_secagg_server_included(h.s, 1) && !sl_secagg_server_included(h.s, 4) &&
+          !sl_secagg_server_included(h.s, 6));
+    CHECK(sl_secagg_server_included(h.s, 8));
+    CHECK_EQ(sl_secagg_server_drop(h.s, 0, &h.down), 0); /* after DONE: nothing happens */
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_DONE);
+    teardown(&h);
+
+    /* The drop of the last silent client closes the stage at once (it had been waiting). */
+    setup(&h, 16, 22);
+    h.gone[2] = 1;
+    to_clients(&h);
+    to_server(&h);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_ADVERTISE);
+    CHECK_EQ(h.down.count, 0);
+    CHECK_EQ(sl_secagg_server_drop(h.s, 2, &h.down), 0);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_SHARES);
+    CHECK_EQ(h.down.count, N - 1); /* KEYS to the 9 others */
+    CHECK(!addressed_to(&h.down, 2));
+    for (int st = 0; st < 3; st++) {
+        to_clients(&h);
+        to_server(&h);
+    }
+    check_sum(&h);
+    CHECK(!sl_secagg_server_included(h.s, 2));
+    teardown(&h);
+
+    /* Every client lost while unmasking: the last drop aborts the round (no shares). */
+    setup(&h, 16, 23);
+    for (int s = 0; s < 3; s++) {
+        to_clients(&h);
+        to_server(&h);
+    }
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_UNMASK);
+    sl_secagg_outbox_clear(&h.down);
+    for (uint32_t u = 0; u + 1 < N; u++)
+        CHECK_EQ(sl_secagg_server_drop(h.s, u, &h.down), 0);
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_UNMASK);
+    CHECK_EQ(sl_secagg_server_drop(h.s, N - 1, &h.down), SL_EQUORUM);
+    CHECK_CONTAINS(sl_last_error(), "threshold");
+    CHECK_EQ(sl_secagg_server_stage(h.s), SL_SECAGG_ABORTED);
+    CHECK_EQ(h.down.count, 0); /* no ABORT to clients that are gone */
+    teardown(&h);
+}
+
 /* Inputs and parameters: wrong sizes and out-of-range values are refused, with messages. */
 static void test_inputs(void)
 {
@@ -519,6 +620,7 @@ int main(void)
     test_malformed_to_client();
     test_server_view();
     test_abort();
+    test_drop();
     test_inputs();
     return check_summary("test_secagg_adversarial");
 }

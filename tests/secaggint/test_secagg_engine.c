@@ -2,7 +2,11 @@
  * aggregator (coordinator/secagg) and 10..30 real sl_client state machines with the real
  * hooks (client/secagg). Checks: the aggregate equals the plain FedAvg mean within the
  * quantization error; clients dropping at the masked-input stage leave the survivors' mean;
- * below the threshold the round fails cleanly and the retry completes it. */
+ * below the threshold the round fails cleanly and the retry completes it. The per-stage
+ * metrics (rep->secagg) are exact: bytes equal the blobs that went through, dropouts the
+ * injected ones, stage times the known deadlines on the virtual clock; the engine's next
+ * deadline is the stage deadline; a client the engine sees leave (peer_gone) closes its
+ * stage at once instead of at the deadline. */
 #include "client/client.h"
 #include "client/secagg.h"
 #include "coordinator/engine.h"
@@ -11,6 +15,7 @@
 #include "privacy/secagg/wire.h"
 #include "support/check.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +33,7 @@ typedef struct {
     uint64_t id;
     sl_client_t *c;
     sl_client_secagg_t *cs;
-    int drop;      /* drops out at the masked-input stage of drop_round (first session) */
+    uint32_t drop_at; /* SecAgg message at which it drops out in drop_round (first session); 0 = never */
     int sessions;  /* SETUPs seen in drop_round */
     int gone;      /* silent until the next SETUP */
 } simcl_t;
@@ -41,10 +46,21 @@ typedef struct {
     size_t head, nev, cap;
     double now;
     uint64_t drop_round;
-    uint32_t drop_stage; /* the SecAgg message at which droppers vanish (FORWARD or UNMASK_REQ) */
-    size_t dropped_at_masked;
+    size_t dropped_at_masked;             /* clients that vanished (at whatever stage) */
+    int report_gone;                      /* 1: the engine learns of a vanished client at once (peer_gone) */
     size_t updates, update_payload_bytes; /* UPDATEs seen, bytes of vector they carried */
+    /* SecAgg blob bytes per stage of the latest session, as the wire carried them */
+    uint64_t wire_up[SL_SECAGG_NSTAGES], wire_down[SL_SECAGG_NSTAGES];
+    int last_down_stage, last_down_type;
+    double idle_deadlines[16]; /* distinct next_deadline values while idle in a round */
+    size_t n_idle;
 } sim_t;
+
+/* Stage of a SecAgg message type: SETUP/ADVERTISE 0 .. UNMASK_REQ/UNMASK_RESP 3, -1 else. */
+static int type_stage(uint32_t type)
+{
+    return type >= SL_SECAGG_MSG_SETUP && type <= SL_SECAGG_MSG_UNMASK_RESP ? (int)(type - 1) / 2 : -1;
+}
 
 static float delta_of(uint64_t id, uint64_t round, size_t j)
 {
@@ -106,11 +122,32 @@ static sl_peer_t peer_of(size_t i)
     return p;
 }
 
+/* Count a SECAGG_DOWN blob: a new session (SETUP after anything else) restarts the counts;
+ * ABORT notices belong to the stage whose close sent them, i.e. the latest stage seen. */
+static void count_down(sim_t *s, const sl_outmsg_t *o)
+{
+    sl_msg_t m;
+    if (sl_wire_decode(o->header, o->header_len, o->payload, o->payload_len, NULL, &m) != 0 ||
+        m.type != SL_MSG_SECAGG_DOWN || m.n < 6)
+        return;
+    uint32_t type = m.blob[5];
+    if (type == SL_SECAGG_MSG_SETUP && s->last_down_type != SL_SECAGG_MSG_SETUP) {
+        memset(s->wire_up, 0, sizeof s->wire_up);
+        memset(s->wire_down, 0, sizeof s->wire_down);
+    }
+    s->last_down_type = (int)type;
+    int st = type_stage(type);
+    if (st >= 0)
+        s->last_down_stage = st;
+    s->wire_down[st >= 0 ? st : s->last_down_stage] += m.n;
+}
+
 static void route_engine(sim_t *s)
 {
     const sl_outmsg_t *o;
     size_t n = sl_engine_outbox(s->e, &o);
     for (size_t i = 0; i < n; i++) {
+        count_down(s, &o[i]);
         uint32_t c;
         memcpy(&c, o[i].peer.id + 1, 4);
         if (c < s->n)
@@ -129,6 +166,9 @@ static void route_client(sim_t *s, size_t c)
             s->updates++;
             s->update_payload_bytes += o[i].payload_len;
         }
+        if (sl_wire_decode(o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, NULL, &m) == 0 &&
+            m.type == SL_MSG_SECAGG_UP && m.n >= 6 && type_stage(m.blob[5]) >= 0)
+            s->wire_up[type_stage(m.blob[5])] += m.n;
         push(s, 1, c, o[i].header, o[i].header_len, o[i].payload, o[i].payload_len);
     }
 }
@@ -145,9 +185,14 @@ static int lost(sim_t *s, size_t c, const ev_t *ev)
         if (m.round == s->drop_round)
             sc->sessions++;
     }
-    if (sc->drop && m.round == s->drop_round && sc->sessions == 1 && m.stage == s->drop_stage) {
+    if (sc->drop_at && m.round == s->drop_round && sc->sessions == 1 && m.stage == sc->drop_at && !sc->gone) {
         sc->gone = 1;
         s->dropped_at_masked++;
+        if (s->report_gone) { /* the transport noticed: the engine hears of it now */
+            sl_peer_t p = peer_of(c);
+            CHECK(sl_engine_peer_gone(s->e, &p, s->now) == 0);
+            route_engine(s);
+        }
     }
     return sc->gone;
 }
@@ -210,6 +255,9 @@ static int sim_run(sim_t *s, double max_time)
         if (s->head == s->nev) {
             s->head = s->nev = 0;
             double dl = sl_engine_next_deadline(s->e);
+            if (st == SL_ENGINE_ROUND && s->n_idle < 16 &&
+                (!s->n_idle || s->idle_deadlines[s->n_idle - 1] != dl))
+                s->idle_deadlines[s->n_idle++] = dl;
             s->now = fmin(dl, s->now + 0.25);
             rc = sl_engine_tick(s->e, s->now);
             route_engine(s);
@@ -308,13 +356,12 @@ static void test_drop(size_t n, size_t ndrop, uint32_t stage, int above)
     sim_t s;
     sim_init(&s, &cfg, n, agg);
     s.drop_round = 1;
-    s.drop_stage = stage;
     int *ex = calloc(n, sizeof *ex);
     for (size_t i = 0; i < ndrop; i++) {
         size_t k = (i * 7 + 3) % n;
-        while (s.cl[k].drop)
+        while (s.cl[k].drop_at)
             k = (k + 1) % n;
-        s.cl[k].drop = 1;
+        s.cl[k].drop_at = stage;
         ex[k] = 1;
     }
     int rc = sim_run(&s, 1e4);
@@ -330,7 +377,121 @@ static void test_drop(size_t n, size_t ndrop, uint32_t stage, int above)
     for (size_t j = 0; j < DIM; j++)
         err = fmax(err, fabs((double)g[j] - m[j]));
     CHECK_MSG(err < 1e-5, "n=%zu drop=%zu: max error %.3g", n, ndrop, err);
+    const sl_round_report_t *rep = sl_engine_last_report(s.e);
+    if (rep && !above) { /* the completed retry says that the first attempt aborted, and why */
+        CHECK_EQ(rep->secagg.aborted_attempts, 1);
+        CHECK_EQ(rep->attempt, 1);
+        CHECK_CONTAINS(rep->secagg.last_abort, "masked inputs arrived");
+        CHECK_EQ(rep->secagg.included, n);
+    }
     free(ex);
+    sim_free(&s);
+}
+
+/* JSON number at obj.a.b (NAN if absent). */
+static double json_num(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        x = cJSON_GetObjectItemCaseSensitive(x, b);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+/* Per-stage metrics of one round of n = 20 with two clients vanishing at each stage (at
+ * SETUP, KEYS, FORWARD, UNMASK_REQ). Silent (report_gone = 0): each stage waits for its
+ * deadline (T = 40: advertise and share keys T/8 = 5 s, masked input until 3T/4 = 30 s,
+ * unmasking closes on its threshold at once, then T/16 = 2.5 s of grace for the two
+ * missing answers, then the round deadline for the UPDATEs that never came), and the
+ * engine's next deadline is exactly each of those. Reported (peer_gone): every stage
+ * closes as soon as the others answered, the whole round takes no (virtual) time. Either
+ * way: entered 20/18/16/14, dropped 2 per stage, 14 inputs in the sum (the mean of the 14),
+ * bytes equal to the blobs the wire carried, per stage and direction. */
+static void test_stage_metrics(int report_gone)
+{
+    enum { N = 20 };
+    sl_config_t cfg = base_cfg(1);
+    sl_aggregator_t *agg = NULL;
+    CHECK(sl_aggregator_secagg_new(&agg, &cfg, DIM) == 0);
+    sim_t s;
+    sim_init(&s, &cfg, N, agg);
+    s.drop_round = 1;
+    s.report_gone = report_gone;
+    static const uint32_t at[] = {SL_SECAGG_MSG_SETUP, SL_SECAGG_MSG_KEYS, SL_SECAGG_MSG_FORWARD,
+                                  SL_SECAGG_MSG_UNMASK_REQ};
+    int ex[N] = {0};
+    for (int st = 0; st < 4; st++)
+        for (int j = 0; j < 2; j++) {
+            size_t k = (size_t)(1 + 4 * st + j); /* 1,2  5,6  9,10  13,14 */
+            s.cl[k].drop_at = at[st];
+            ex[k] = st < 3; /* vanishing after the masked input still counts */
+        }
+    int rc = sim_run(&s, 1e4);
+    CHECK_MSG(rc == 0, "run: %s", sl_last_error());
+    CHECK_EQ(sl_engine_state(s.e), SL_ENGINE_DONE);
+    CHECK_EQ(s.dropped_at_masked, 8);
+    const sl_round_report_t *rep = sl_engine_last_report(s.e);
+    CHECK(rep != NULL);
+    if (!rep) {
+        sim_free(&s);
+        return;
+    }
+    const sl_secagg_report_t *sa = &rep->secagg;
+    CHECK_EQ(sa->on, 1);
+    CHECK_EQ(sa->completed, 1);
+    CHECK_EQ(sa->included, 14);
+    CHECK_EQ(rep->reported, 14);
+    CHECK_EQ(sa->aborted_attempts, 0);
+    static const size_t entered[4] = {20, 18, 16, 14};
+    const double silent[4] = {5.0, 5.0, 20.0, 0.0};
+    double total = 0;
+    for (int i = 0; i < 4; i++) {
+        const sl_secagg_stage_report_t *st = &sa->stage[i];
+        CHECK_EQ(st->entered, entered[i]);
+        CHECK_EQ(st->dropped, 2);
+        CHECK_MSG(st->bytes_up == s.wire_up[i] && st->bytes_up > 0, "stage %d: %llu bytes up, the wire %llu",
+                  i, (unsigned long long)st->bytes_up, (unsigned long long)s.wire_up[i]);
+        CHECK_MSG(st->bytes_down == s.wire_down[i] && st->bytes_down > 0,
+                  "stage %d: %llu bytes down, the wire %llu", i, (unsigned long long)st->bytes_down,
+                  (unsigned long long)s.wire_down[i]);
+        CHECK_MSG(st->seconds == (report_gone ? 0.0 : silent[i]), "stage %d took %g s", i, st->seconds);
+        total += st->seconds;
+    }
+    CHECK(total <= rep->round_seconds);
+    CHECK_EQ(rep->round_seconds, report_gone ? 0.0 : 40.0);
+    if (report_gone) {
+        CHECK_EQ(s.n_idle, 0); /* never waited */
+    } else {
+        static const double want[] = {5.0, 10.0, 30.0, 32.5, 40.0};
+        CHECK_EQ(s.n_idle, 5);
+        for (size_t i = 0; i < 5 && i < s.n_idle; i++)
+            CHECK_MSG(s.idle_deadlines[i] == want[i], "next deadline %zu: %g, want %g", i,
+                      s.idle_deadlines[i], want[i]);
+    }
+    /* the aggregator's own view agrees with the report */
+    sl_secagg_report_t direct;
+    CHECK(sl_aggregator_secagg_stats(agg, &direct) == 0);
+    CHECK(memcmp(&direct.stage, &sa->stage, sizeof direct.stage) == 0);
+    /* the metrics line */
+    char *js = NULL;
+    CHECK(sl_round_report_json(rep, &js) == 0);
+    cJSON *o = js ? cJSON_Parse(js) : NULL;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, "secagg");
+    CHECK(j != NULL);
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "status")) &&
+          strcmp(cJSON_GetObjectItemCaseSensitive(j, "status")->valuestring, "completed") == 0);
+    CHECK_EQ(json_num(j, "included", NULL), 14.0);
+    CHECK_EQ(json_num(j, "masked_input", "dropped"), 2.0);
+    CHECK_EQ(json_num(j, "advertise_keys", "entered"), 20.0);
+    CHECK_EQ(json_num(j, "unmasking", "bytes_up"), (double)sa->stage[3].bytes_up);
+    CHECK_EQ(json_num(j, "share_keys", "seconds"), report_gone ? 0.0 : 5.0);
+    cJSON_Delete(o);
+    free(js);
+    double m[DIM], err = 0;
+    ref_mean(&s, 1, ex, m);
+    const float *g = sl_engine_global(s.e, NULL);
+    for (size_t jj = 0; jj < DIM; jj++)
+        err = fmax(err, fabs((double)g[jj] - m[jj]));
+    CHECK_MSG(err < 1e-5, "max error %.3g", err);
     sim_free(&s);
 }
 
@@ -367,5 +528,7 @@ int main(void)
     /* dropping after the masked input was sent: still in the sum, masks rebuilt from shares */
     test_drop(25, 4, SL_SECAGG_MSG_UNMASK_REQ, 2);
     test_mismatch();
+    test_stage_metrics(0);
+    test_stage_metrics(1);
     return check_summary("test_secagg_engine");
 }
