@@ -18,8 +18,11 @@
  *             updates: below it the round is retried (same round, attempt + 1, new sample)
  *             up to max_retries times with quorum_policy = retry, else the run FAILS with
  *             SL_EQUORUM and a message. Otherwise: aggregator->finish -> strategy step ->
- *             centralized evaluation hook (every eval_every rounds and at the last round)
- *             -> round_end hook -> metrics line + checkpoint (when a runlog is attached).
+ *             aggregator->report (its own metrics, e.g. SecAgg+ stages) -> centralized
+ *             evaluation hook (every eval_every rounds and at the last round) -> round_end
+ *             hook -> metrics line + checkpoint (when a runlog is attached). A sampled
+ *             client that leaves (BYE, unreachable, ERROR; banned, under SecAgg) is
+ *             reported to aggregator->client_dropped at once.
  *             When the run ends (DONE, FAILED, stopped) summary.json is written too.
  *   FINAL_EVAL  (opts.final_eval) EVALUATE with the final vector to every live client,
  *             RESULTs collected until all answered or the deadline.
@@ -150,7 +153,8 @@ SL_NODISCARD int sl_engine_shutdown(sl_engine_t *e, const char *why);
 size_t sl_engine_outbox(sl_engine_t *e, const sl_outmsg_t **msgs);
 
 /* Absolute time (same clock as `now`) by which sl_engine_tick must be called; INFINITY if
- * only messages can make progress. */
+ * only messages can make progress. During a round: the round deadline or the aggregator's
+ * next_deadline (SecAgg+ stage deadlines), whichever comes first. */
 double sl_engine_next_deadline(const sl_engine_t *e);
 
 sl_engine_state_t sl_engine_state(const sl_engine_t *e);

@@ -66,7 +66,11 @@ int sl_coordinator_run(sl_engine_t *e, sl_transport_t *t, volatile sig_atomic_t 
         }
         double now = sl_now();
         double dl = sl_engine_next_deadline(e);
-        int timeout_ms = 200; /* wake up at least this often to see *stop */
+        /* Every deadline (round, SecAgg+ stage, start timeout) is in dl: nothing needs a
+         * periodic tick. The cap only bounds how late *stop is seen when its signal lands
+         * on another thread (the ZAP handler) or just before the wait; otherwise the
+         * signal interrupts the wait at once (SL_EINTR). */
+        int timeout_ms = 1000;
         if (dl <= now)
             timeout_ms = 0;
         else if (isfinite(dl) && (dl - now) * 1000.0 < timeout_ms)

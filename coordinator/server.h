@@ -3,7 +3,8 @@
  *   sl_transport_t *t;  sl_engine_t *e;       (created by the caller)
  *   rc = sl_coordinator_run(e, t, &stop_flag, NULL, NULL);
  *
- * Loop: zmq_poll on the socket until the engine's next deadline (no busy wait), feed each
+ * Loop: zmq_poll on the socket until the engine's next deadline (no busy wait; it includes
+ * the aggregator's SecAgg+ stage deadlines; at most 1 s, to see *stop), feed each
  * received message to the engine (malformed frame structures are logged and dropped),
  * tick, send the outbox (a peer the ROUTER no longer knows is reported with
  * sl_engine_peer_gone), until the engine is DONE or FAILED, or *stop becomes non-zero
