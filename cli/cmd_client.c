@@ -193,7 +193,7 @@ int cmd_client(int argc, char **argv)
     sl_model_t *base = NULL;
     sl_client_trainer_t **trainers = NULL;
     sl_client_t **clients = NULL;
-    sl_keypair_t kp = {0};
+    sl_keypair_t *kp = NULL;
     if ((rc = sl_dataset_open(&ds, &cfg)) != 0 || (rc = cli_fed_model(&cfg, ds, &base)) != 0)
         goto cleanup;
     if (first + n > sl_dataset_num_clients(ds)) {
@@ -238,7 +238,7 @@ int cmd_client(int argc, char **argv)
     ro.transport.max_message_bytes = (size_t)cfg.net.max_message_bytes;
     ro.transport.heartbeat_ms = (int)cfg.net.heartbeat_ms;
     ro.stop = &cli_fed_stop;
-    if ((rc = cli_fed_security(&cfg, &ro.transport, &kp, key, "client")) != 0)
+    if ((rc = sl_keypair_new(&kp)) != 0 || (rc = cli_fed_security(&cfg, &ro.transport, kp, key, "client")) != 0)
         goto cleanup;
     SL_INFO("%zu client(s) %zu..%zu connecting to %s", n, first, first + n - 1, cfg.net.coordinator);
     rc = sl_client_run(clients, n, &ro);
@@ -260,7 +260,7 @@ cleanup:
     sa_n = 0;
     free(clients);
     free(trainers);
-    sl_keypair_wipe(&kp);
+    sl_keypair_destroy(&kp);
     sl_model_destroy(&base);
     sl_dataset_destroy(&ds);
     if (rc == SL_EINTR)

@@ -177,20 +177,21 @@ static int make_keys(const cluster_t *c, int n_procs, char *server_pub, size_t c
     snprintf(dir, sizeof dir, "%s/keys/clients", c->run_dir);
     int rc = make_dirs(dir);
     snprintf(dir, sizeof dir, "%s/keys", c->run_dir);
-    sl_keypair_t kp;
-    if (rc || (rc = sl_keypair_generate(&kp)) != 0 || (rc = sl_keypair_save(&kp, dir, "coordinator")) != 0)
-        return rc;
+    sl_keypair_t *kp = NULL;
+    if (rc || (rc = sl_keypair_new(&kp)) != 0 || (rc = sl_keypair_generate(kp)) != 0 ||
+        (rc = sl_keypair_save(kp, dir, "coordinator")) != 0)
+        goto done;
     snprintf(server_pub, cap, "%s/keys/coordinator.pub", c->run_dir);
-    sl_keypair_wipe(&kp);
     snprintf(dir, sizeof dir, "%s/keys/clients", c->run_dir);
-    for (int p = 0; p < n_procs; p++) {
+    for (int p = 0; p < n_procs && rc == 0; p++) {
         char name[32];
         snprintf(name, sizeof name, "client-%d", p);
-        if ((rc = sl_keypair_generate(&kp)) != 0 || (rc = sl_keypair_save(&kp, dir, name)) != 0)
-            return rc;
-        sl_keypair_wipe(&kp);
+        if ((rc = sl_keypair_generate(kp)) == 0)
+            rc = sl_keypair_save(kp, dir, name);
     }
-    return 0;
+done:
+    sl_keypair_destroy(&kp);
+    return rc;
 }
 
 static cJSON *read_json(const char *path)

@@ -202,7 +202,7 @@ int cmd_coordinator(int argc, char **argv)
     sl_zap_t *zap = NULL;
     sl_transport_t *transport = NULL;
     sl_engine_t *engine = NULL;
-    sl_keypair_t kp = {0};
+    sl_keypair_t *kp = NULL;
     float *init = NULL;
     hooks_ctx_t hooks = {0};
     conn_limits_t conn_limits = {0};
@@ -256,7 +256,7 @@ int cmd_coordinator(int argc, char **argv)
     topts.endpoint = cfg.net.bind;
     topts.max_message_bytes = (size_t)cfg.net.max_message_bytes;
     topts.heartbeat_ms = (int)cfg.net.heartbeat_ms;
-    if ((rc = cli_fed_security(&cfg, &topts, &kp, key, "coordinator")) != 0)
+    if ((rc = sl_keypair_new(&kp)) != 0 || (rc = cli_fed_security(&cfg, &topts, kp, key, "coordinator")) != 0)
         goto cleanup;
     int curve = topts.curve_secret_z85 != NULL;
     if (curve) {
@@ -362,7 +362,7 @@ cleanup:
     if (zctx)
         zmq_ctx_term(zctx);
     sl_identity_destroy(&hooks.identity);
-    sl_keypair_wipe(&kp);
+    sl_keypair_destroy(&kp);
     if (have_ck)
         sl_checkpoint_free(&ck);
     sl_runlog_destroy(&runlog);

@@ -43,18 +43,20 @@ int cmd_keygen(int argc, char **argv)
         return cli_usage_error("keygen", "unexpected argument '%s'", argv[optind]);
     if (!out)
         return cli_usage_error("keygen", "--out DIR is required");
-    sl_keypair_t kp;
-    int rc = sl_keypair_generate(&kp);
+    sl_keypair_t *kp = NULL;
+    int rc = sl_keypair_new(&kp);
     if (rc == 0)
-        rc = sl_keypair_save(&kp, out, name);
+        rc = sl_keypair_generate(kp);
+    if (rc == 0)
+        rc = sl_keypair_save(kp, out, name);
     if (rc) {
-        sl_keypair_wipe(&kp);
+        sl_keypair_destroy(&kp);
         return cli_fail("keygen", rc);
     }
     char fp[17];
-    sl_key_fingerprint(kp.public_z85, fp);
+    sl_key_fingerprint(kp->public_z85, fp);
     printf("public key  %s/%s.pub  %s  (fingerprint %s)\nsecret key  %s/%s.secret  (mode 0600)\n", out, name,
-           kp.public_z85, fp, out, name);
-    sl_keypair_wipe(&kp);
+           kp->public_z85, fp, out, name);
+    sl_keypair_destroy(&kp);
     return CLI_EXIT_OK;
 }

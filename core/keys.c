@@ -1,5 +1,7 @@
 #include "core/keys.h"
 
+#include "core/secmem.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,15 +23,53 @@ int sl_z85_key_valid(const char *z85)
     return ok;
 }
 
+/* Raw 32-byte keys only ever exist in secret memory here: libzmq's own
+ * zmq_curve_keypair / zmq_curve_public leave a copy of the secret on their stack. */
+typedef struct {
+    uint8_t pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+} raw_pair_t;
+
 int sl_keypair_generate(sl_keypair_t *kp)
 {
-    if (zmq_curve_keypair(kp->public_z85, kp->secret_z85) != 0)
-        return sl_error(SL_ECRYPTO, "keygen: zmq_curve_keypair failed (%s); is libzmq built with CURVE?",
-                        zmq_strerror(errno));
-    return 0;
+    raw_pair_t *raw = sl_secret_alloc(sizeof *raw);
+    if (!raw)
+        return sl_error(SL_ENOMEM, "keygen: out of secret memory");
+    /* a CURVE key pair is a crypto_box (X25519) key pair in Z85 */
+    int rc = 0;
+    if (crypto_box_keypair(raw->pk, raw->sk) != 0 || !zmq_z85_encode(kp->public_z85, raw->pk, sizeof raw->pk) ||
+        !zmq_z85_encode(kp->secret_z85, raw->sk, sizeof raw->sk))
+        rc = sl_error(SL_ECRYPTO, "keygen: key generation failed");
+    sl_secret_free(raw);
+    return rc;
+}
+
+/* The public key of a Z85 secret key, in Z85 (false if the secret does not decode). */
+static int public_of_secret(const char *secret_z85, char out[SL_Z85_KEY_LEN + 1])
+{
+    raw_pair_t *raw = sl_secret_alloc(sizeof *raw);
+    if (!raw)
+        return 0;
+    int ok = zmq_z85_decode(raw->sk, secret_z85) != NULL && crypto_scalarmult_base(raw->pk, raw->sk) == 0 &&
+             zmq_z85_encode(out, raw->pk, sizeof raw->pk) != NULL;
+    sl_secret_free(raw);
+    return ok;
 }
 
 void sl_keypair_wipe(sl_keypair_t *kp) { sodium_memzero(kp, sizeof *kp); }
+
+int sl_keypair_new(sl_keypair_t **out)
+{
+    *out = sl_secret_alloc(sizeof **out);
+    return *out ? 0 : sl_error(SL_ENOMEM, "key pair: out of secret memory");
+}
+
+void sl_keypair_destroy(sl_keypair_t **kp)
+{
+    if (!kp || !*kp)
+        return;
+    sl_secret_free(*kp);
+    *kp = NULL;
+}
 
 static int write_key_file(const char *path, const char *z85, mode_t mode)
 {
@@ -114,7 +154,7 @@ int sl_keypair_load(sl_keypair_t *kp, const char *path_prefix)
     }
     /* The public key must belong to the secret key. */
     char derived[SL_Z85_KEY_LEN + 1];
-    if (zmq_curve_public(derived, kp->secret_z85) != 0 || strcmp(derived, kp->public_z85) != 0) {
+    if (!public_of_secret(kp->secret_z85, derived) || strcmp(derived, kp->public_z85) != 0) {
         sl_keypair_wipe(kp);
         return sl_error(SL_ECRYPTO, "key pair %s: the .pub file does not match the .secret file", path_prefix);
     }

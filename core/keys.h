@@ -3,7 +3,9 @@
  * A key pair is two small text files made by `starling keygen`:
  *   NAME.pub      the public key, 40 Z85 characters and a newline (share it freely)
  *   NAME.secret   the secret key, same format, mode 0600
- * Like ssh, a secret key file that group or others can read is refused.
+ * Like ssh, a secret key file that group or others can read is refused. In memory a
+ * secret key lives in a key pair from sl_keypair_new (locked, wiped on free) and is never
+ * logged: logs show a public key's fingerprint only.
  * An allow-list (net.authorized_clients) is a file with one Z85 public key per line
  * (the first word of a line; '#' starts a comment line) or a folder of *.pub files.
  */
@@ -20,6 +22,12 @@ typedef struct {
     char public_z85[SL_Z85_KEY_LEN + 1];
     char secret_z85[SL_Z85_KEY_LEN + 1]; /* secret: wiped by sl_keypair_wipe */
 } sl_keypair_t;
+
+/* An empty key pair in secret memory (core/secmem.h: locked in RAM where the limit
+ * allows, guarded, wiped on free). Free with sl_keypair_destroy. */
+SL_NODISCARD int sl_keypair_new(sl_keypair_t **out);
+/* Wipe and free; NULL-safe, nulls *kp. */
+void sl_keypair_destroy(sl_keypair_t **kp);
 
 /* Fresh key pair from the OS CSPRNG (zmq_curve_keypair, libsodium underneath). */
 SL_NODISCARD int sl_keypair_generate(sl_keypair_t *kp);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/bytes.h"
+#include "core/secmem.h"
 #include "privacy/secagg/internal.h"
 #include "privacy/secagg/kdf.h"
 #include "privacy/secagg/prg.h"
@@ -44,10 +45,7 @@ struct sl_secagg_client {
 
 static void wipe_neighbours(sl_secagg_client_t *c)
 {
-    if (c->nb) {
-        sodium_memzero(c->nb, c->nnb * sizeof *c->nb);
-        free(c->nb);
-    }
+    sl_secret_free(c->nb); /* wipes */
     c->nb = NULL;
     c->nnb = 0;
 }
@@ -79,7 +77,9 @@ int sl_secagg_client_new(sl_secagg_client_t **out, const sl_secagg_client_opts_t
         return sl_error(SL_EINVAL, "secagg client: NULL options");
     if (opts->index == SL_SECAGG_SERVER_ID)
         return sl_error(SL_EINVAL, "secagg client: index %u is reserved for the server", opts->index);
-    sl_secagg_client_t *c = calloc(1, sizeof *c);
+    /* the client's own secret keys, mask seed and shares live in the struct: locked,
+     * guarded memory (core/secmem.h) */
+    sl_secagg_client_t *c = sl_secret_alloc(sizeof *c);
     if (!c)
         return sl_error(SL_ENOMEM, "secagg client: out of memory");
     c->opts = *opts;
@@ -96,8 +96,7 @@ void sl_secagg_client_destroy(sl_secagg_client_t **cp)
     wipe_all(c);
     free(c->req_body);
     free(c->resp);
-    sodium_memzero(c, sizeof *c);
-    free(c);
+    sl_secret_free(c); /* wipes */
     *cp = NULL;
 }
 
@@ -269,9 +268,9 @@ static int on_keys(sl_secagg_client_t *c, const sl_secagg_header_t *h, const uin
         return sl_error(SL_EPROTO, "secagg client %u: KEYS lists %u neighbours, below threshold %zu - 1",
                         c->opts.index, count, c->t);
     int rc = 0;
-    neighbour_t *nb = calloc(count ? count : 1, sizeof *nb);
+    neighbour_t *nb = sl_secret_alloc((count ? count : 1) * sizeof *nb); /* pairwise keys */
     uint64_t *xs = malloc((count + 1) * sizeof *xs);
-    sl_shamir_share_t *ss = malloc((count + 1) * sizeof *ss), *bs = malloc((count + 1) * sizeof *bs);
+    sl_shamir_share_t *ss = sl_secret_alloc((count + 1) * sizeof *ss), *bs = sl_secret_alloc((count + 1) * sizeof *bs);
     if (!nb || !xs || !ss || !bs) {
         rc = sl_error(SL_ENOMEM, "secagg client: out of memory");
         goto cleanup;
@@ -324,17 +323,10 @@ static int on_keys(sl_secagg_client_t *c, const sl_secagg_header_t *h, const uin
     nb = NULL;
     c->stage = SL_SECAGG_SHARES;
 cleanup:
-    if (nb) {
-        sodium_memzero(nb, (count ? count : 1) * sizeof *nb);
-        free(nb);
-    }
-    if (ss)
-        sodium_memzero(ss, (count + 1) * sizeof *ss);
-    if (bs)
-        sodium_memzero(bs, (count + 1) * sizeof *bs);
+    sl_secret_free(nb); /* each wipes */
+    sl_secret_free(ss);
+    sl_secret_free(bs);
     free(xs);
-    free(ss);
-    free(bs);
     return rc;
 }
 
