@@ -14,6 +14,9 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+/* A client process that ended by a planned crash (`starling client --crash-at`):
+ * `starling cluster` does not restart it, the federation goes on without it. */
+#define CLI_EXIT_PLANNED_CRASH 4
 
 typedef struct {
     const char *name;

@@ -13,6 +13,7 @@
 #include "client/trainer.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "privacy/secagg/wire.h"
 
 static const char usage[] =
     "Usage: starling client --config FILE --client-index I [options]\n\n"
@@ -26,18 +27,60 @@ static const char usage[] =
     "  --data-opt K=V         dataset option (repeatable)\n"
     "Fault injection (experiments):\n"
     "  --kill-probability P   crash (exit) on receiving a task with probability P\n"
-    "  --straggler-delay S    wait a uniform 0..S seconds before training each task\n\n";
+    "  --straggler-delay S    wait a uniform 0..S seconds before training each task\n"
+    "  --crash-at R:POINT     exit (code 4, not restarted by `starling cluster`) in round R:\n"
+    "                         POINT = task: on receiving the round's task, before training\n"
+    "                         (no update); unmask: after its upload (with SecAgg on receiving\n"
+    "                         the unmasking request, else on the next task)\n\n";
+
+/* Where a planned crash (--crash-at) happens. Both points are defined so that a run with
+ * and one without SecAgg agree on whether the dying client's update counts in round R:
+ * `task` leaves it out of both, `unmask` keeps it in both (SecAgg rebuilds its masks from
+ * the others' shares; the plain coordinator already has its update). */
+typedef enum { CRASH_NONE = 0, CRASH_TASK, CRASH_UNMASK } crash_point_t;
 
 typedef struct {
     uint64_t seed;
     double kill_p;
     double straggle_s;
+    uint64_t crash_round;
+    crash_point_t crash_point;
 } faults_t;
+
+static const faults_t *fault_plan; /* for the SecAgg hook, whose ctx is the trainer */
+
+static int parse_crash_at(const char *s, faults_t *f)
+{
+    char *end;
+    unsigned long long r = strtoull(s, &end, 10);
+    if (end == s || *end != ':' || r < 1 || s[0] == '-')
+        return -1;
+    if (!strcmp(end + 1, "task"))
+        f->crash_point = CRASH_TASK;
+    else if (!strcmp(end + 1, "unmask"))
+        f->crash_point = CRASH_UNMASK;
+    else
+        return -1;
+    f->crash_round = (uint64_t)r;
+    return 0;
+}
+
+static void planned_crash(uint64_t client_id, uint64_t round, const char *where)
+{
+    SL_WARN("client %llu: planned crash in round %llu %s", (unsigned long long)client_id,
+            (unsigned long long)round, where);
+    _exit(CLI_EXIT_PLANNED_CRASH); /* a crash: no BYE, no cleanup */
+}
 
 /* Crash or delay per task, from a seeded stream so experiments are reproducible. */
 static int fault_hook(void *ctx, const sl_client_task_t *task)
 {
     const faults_t *f = ctx;
+    /* ">=": a client not sampled in round R dies at its first task after R */
+    if (f->crash_point == CRASH_TASK && task->round >= f->crash_round)
+        planned_crash(task->client_id, task->round, "on receiving its task");
+    if (f->crash_point == CRASH_UNMASK && task->round > f->crash_round)
+        planned_crash(task->client_id, task->round, "on its first task after uploading in the crash round");
     sl_rng_t r;
     sl_rng_init(&r, f->seed, "fault", task->round, task->client_id);
     if (f->kill_p > 0 && sl_rng_uniform(&r) < f->kill_p) {
@@ -93,6 +136,11 @@ static int sa_message(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage,
     sl_client_secagg_t *cs = sa_of(c);
     if (!cs)
         return sl_error(SL_ESTATE, "secagg: no state for this client");
+    /* the stage of a SECAGG_DOWN is the SecAgg message type; by the unmasking request the
+     * server has this client's masked input */
+    if (fault_plan && fault_plan->crash_point == CRASH_UNMASK && round == fault_plan->crash_round &&
+        stage == SL_SECAGG_MSG_UNMASK_REQ)
+        planned_crash(sl_client_id(c), round, "at the SecAgg unmasking request");
     return sl_client_secagg_on_message(cs, c, round, stage, blob, len);
 }
 
@@ -114,7 +162,8 @@ int cmd_client(int argc, char **argv)
         OPT_VIRTUAL,
         OPT_KEY,
         OPT_KILL,
-        OPT_STRAGGLE
+        OPT_STRAGGLE,
+        OPT_CRASH_AT
     };
     static const struct option longopts[] = {{"coordinator", required_argument, NULL, OPT_COORD},
                                              {"client-index", required_argument, NULL, OPT_INDEX},
@@ -123,6 +172,7 @@ int cmd_client(int argc, char **argv)
                                              CLI_DATA_LONG_OPTIONS,
                                              {"kill-probability", required_argument, NULL, OPT_KILL},
                                              {"straggler-delay", required_argument, NULL, OPT_STRAGGLE},
+                                             {"crash-at", required_argument, NULL, OPT_CRASH_AT},
                                              CLI_COMMON_LONG_OPTIONS,
                                              {NULL, 0, NULL, 0}};
     cli_common_t common = {0};
@@ -162,6 +212,11 @@ int cmd_client(int argc, char **argv)
             if (parse_double(optarg, 0, 86400, &faults.straggle_s))
                 return cli_usage_error("client", "--straggler-delay: expected seconds >= 0, got \"%s\"", optarg);
             break;
+        case OPT_CRASH_AT:
+            if (parse_crash_at(optarg, &faults))
+                return cli_usage_error("client", "--crash-at: expected ROUND:task or ROUND:unmask (ROUND >= 1), got \"%s\"",
+                                       optarg);
+            break;
         default:
             return cli_usage_error("client", "unknown option '%s'", argv[optind - 1]);
         }
@@ -186,6 +241,7 @@ int cmd_client(int argc, char **argv)
     sl_log_set_tag(tag);
     cli_fed_signals();
     faults.seed = (uint64_t)cfg.run.seed;
+    fault_plan = &faults;
     dp_cfg = &cfg;
 
     size_t first = (size_t)index, n = (size_t)virt;
@@ -218,7 +274,7 @@ int cmd_client(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         if ((rc = sl_client_trainer_new(&trainers[i], base, &cfg, ds, first + i)) != 0)
             goto cleanup;
-        if (faults.kill_p > 0 || faults.straggle_s > 0)
+        if (faults.kill_p > 0 || faults.straggle_s > 0 || faults.crash_point != CRASH_NONE)
             sl_client_trainer_set_task_hook(trainers[i], fault_hook, &faults);
         sl_client_opts_t co = {0};
         sl_client_trainer_bind(trainers[i], &co);
@@ -255,6 +311,7 @@ cleanup:
     for (size_t i = 0; sa_states && i < n; i++)
         sl_client_secagg_destroy(&sa_states[i]);
     free(sa_states);
+    fault_plan = NULL;
     sa_states = NULL;
     sa_clients = NULL;
     sa_n = 0;

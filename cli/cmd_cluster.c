@@ -39,6 +39,9 @@ static const char usage[] =
     "  --kill-clients P       each sampled client crashes mid-round with probability P\n"
     "                         (crashed client processes are restarted and rejoin)\n"
     "  --straggler-delay S    clients wait a uniform 0..S seconds before training\n"
+    "  --crash-client I:R:POINT  the process of client I exits at a fixed point of round R\n"
+    "                         and is not restarted (POINT = task | unmask, see `starling\n"
+    "                         client --crash-at`); repeatable, one per client process\n"
     "  --no-progress          plain log lines instead of the live bar\n\n";
 
 #define MAX_ARGS 96
@@ -48,6 +51,7 @@ typedef struct {
     int index;        /* first client index */
     int count;        /* virtual clients */
     int restarts;
+    char crash_at[48]; /* --crash-at ROUND:POINT for this process, or "" */
 } proc_t;
 
 typedef struct {
@@ -104,6 +108,7 @@ static pid_t start_client(const cluster_t *c, const proc_t *p, int proc_no)
     char *argv[MAX_ARGS];
     int a = 0;
     char coord[2300], idx[32], virt[32], key[2300], log_path[2300], kill[64], straggle[64];
+    char crash_at[sizeof p->crash_at];
     snprintf(coord, sizeof coord, "%s", c->endpoint);
     snprintf(idx, sizeof idx, "%d", p->index);
     snprintf(virt, sizeof virt, "%d", p->count);
@@ -132,6 +137,11 @@ static pid_t start_client(const cluster_t *c, const proc_t *p, int proc_no)
         snprintf(straggle, sizeof straggle, "%.17g", c->straggle_s);
         argv[a++] = "--straggler-delay";
         argv[a++] = straggle;
+    }
+    if (p->crash_at[0]) {
+        snprintf(crash_at, sizeof crash_at, "%s", p->crash_at);
+        argv[a++] = "--crash-at";
+        argv[a++] = crash_at;
     }
     argv[a] = NULL;
     return spawn(argv, log_path);
@@ -298,6 +308,7 @@ int cmd_cluster(int argc, char **argv)
         OPT_INSECURE,
         OPT_KILL,
         OPT_STRAGGLE,
+        OPT_CRASH,
         OPT_NO_PROGRESS
     };
     static const struct option longopts[] = {{"clients", required_argument, NULL, OPT_CLIENTS},
@@ -306,6 +317,7 @@ int cmd_cluster(int argc, char **argv)
                                              {"insecure", no_argument, NULL, OPT_INSECURE},
                                              {"kill-clients", required_argument, NULL, OPT_KILL},
                                              {"straggler-delay", required_argument, NULL, OPT_STRAGGLE},
+                                             {"crash-client", required_argument, NULL, OPT_CRASH},
                                              {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
                                              CLI_COMMON_LONG_OPTIONS,
                                              {NULL, 0, NULL, 0}};
@@ -315,6 +327,11 @@ int cmd_cluster(int argc, char **argv)
     long n_clients = 0;
     int insecure = 0, progress_on = 1;
     const char *resume = NULL;
+    /* --crash-client I:R:POINT, checked against the client count once it is known */
+    enum { MAX_CRASHES = 64 };
+    long crash_client[MAX_CRASHES];
+    char crash_at[MAX_CRASHES][48];
+    int n_crashes = 0;
     int opt;
     opterr = 0;
     optind = 1;
@@ -353,6 +370,19 @@ int cmd_cluster(int argc, char **argv)
             if (*end || !(c.straggle_s >= 0))
                 return cli_usage_error("cluster", "--straggler-delay: expected seconds >= 0, got \"%s\"", optarg);
             break;
+        case OPT_CRASH: {
+            long ci = strtol(optarg, &end, 10);
+            char *pt = NULL;
+            long cr = end != optarg && *end == ':' ? strtol(end + 1, &pt, 10) : 0;
+            /* checked here too: a client refusing it would be restarted over and over */
+            if (ci < 0 || cr < 1 || !pt || *pt != ':' || (strcmp(pt + 1, "task") && strcmp(pt + 1, "unmask")))
+                return cli_usage_error("cluster", "--crash-client: expected CLIENT:ROUND:POINT, got \"%s\"", optarg);
+            if (n_crashes == MAX_CRASHES)
+                return cli_usage_error("cluster", "--crash-client: at most %d", MAX_CRASHES);
+            crash_client[n_crashes] = ci;
+            snprintf(crash_at[n_crashes++], sizeof crash_at[0], "%s", end + 1);
+            break;
+        }
         case OPT_NO_PROGRESS:
             progress_on = 0;
             break;
@@ -415,6 +445,15 @@ int cmd_cluster(int argc, char **argv)
         sl_dataset_destroy(&ds);
     }
     int n_procs = (int)((n_clients + c.per_process - 1) / c.per_process);
+    for (int i = 0; i < n_crashes; i++) {
+        if (crash_client[i] >= n_clients)
+            return cli_usage_error("cluster", "--crash-client %ld:%s: there are %ld clients", crash_client[i],
+                                   crash_at[i], n_clients);
+        for (int j = 0; j < i; j++)
+            if (crash_client[j] / c.per_process == crash_client[i] / c.per_process)
+                return cli_usage_error("cluster", "--crash-client: clients %ld and %ld share a process (--per-process %d)",
+                                       crash_client[j], crash_client[i], c.per_process);
+    }
 
     /* ipc:// paths are limited to ~107 bytes: fall back to /tmp for deep run folders. */
     if (strlen(c.run_dir) + 16 < 100)
@@ -457,6 +496,9 @@ int cmd_cluster(int argc, char **argv)
     for (int p = 0; p < n_procs; p++) {
         procs[p].index = p * c.per_process;
         procs[p].count = (int)((p + 1) * c.per_process <= n_clients ? c.per_process : n_clients - p * c.per_process);
+        for (int i = 0; i < n_crashes; i++)
+            if (crash_client[i] / c.per_process == p)
+                snprintf(procs[p].crash_at, sizeof procs[p].crash_at, "%s", crash_at[i]);
         procs[p].pid = start_client(&c, &procs[p], p);
     }
 
@@ -492,6 +534,11 @@ int cmd_cluster(int argc, char **argv)
                     continue;
                 procs[p].pid = 0;
                 int crashed = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                if (WIFEXITED(st) && WEXITSTATUS(st) == CLI_EXIT_PLANNED_CRASH) {
+                    cli_progress_log(&pg, "client process %d ended by a planned crash (--crash-client); "
+                                          "the federation goes on without it", p);
+                    continue;
+                }
                 if (crashed && !stopping) {
                     procs[p].restarts++;
                     cli_progress_log(&pg, "client process %d %s; restarting it (it rejoins)", p,

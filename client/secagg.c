@@ -81,6 +81,22 @@ static int give_input(sl_client_secagg_t *cs, sl_client_t *c)
         return 0;
     if (sl_secagg_client_stage(cs->sc) == SL_SECAGG_ABORTED)
         return 0;
+    /* The quantizer clips silently; say how much of the update the range [-C, C] cut, so a
+     * too small [dp] clip shows in the client log (and max |delta| helps to choose it). */
+    size_t clipped = 0;
+    double max_abs = 0;
+    for (size_t i = 0; i < cs->delta_dim; i++) {
+        double a = fabs((double)cs->delta[i]);
+        clipped += a > cs->clip;
+        if (a > max_abs)
+            max_abs = a;
+    }
+    if (clipped)
+        SL_WARN("secagg client: round %llu: %zu of %zu coordinates clipped to [-%g, %g] ([dp] clip), max |delta| %.4g",
+                (unsigned long long)cs->sc_round, clipped, cs->delta_dim, cs->clip, cs->clip, max_abs);
+    else
+        SL_DEBUG("secagg client: round %llu: max |delta| %.4g, inside [dp] clip %g", (unsigned long long)cs->sc_round,
+                 max_abs, cs->clip);
     /* delta (dim,) float -> input (dim,) in Z_{2^B} */
     int rc = sl_quant_encode(&cs->q, cs->delta, cs->delta_dim, 1.0, NULL, NULL, cs->input);
     if (!rc)
