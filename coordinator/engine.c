@@ -36,6 +36,16 @@ typedef struct {
     double until;
 } ban_t;
 
+/* A peer that has not registered (no HELLO yet): it gets the clients' rate limit and
+ * invalid-message count too, so an admitted key cannot flood or probe without
+ * registering. A small table; the least recently seen entry makes room (it starts over). */
+#define STRANGER_SLOTS 64
+typedef struct {
+    sl_peer_t peer;
+    double last_seen, rl_window;
+    uint32_t rl_count, invalid;
+} stranger_t;
+
 typedef struct {
     sl_peer_t peer;
     uint64_t client;
@@ -78,6 +88,7 @@ struct sl_engine {
 
     ban_t bans[BAN_SLOTS];
     size_t ban_next;
+    stranger_t strangers[STRANGER_SLOTS];
 
     /* round */
     uint64_t round; /* current round (1-based) */
@@ -237,6 +248,63 @@ static void ban(sl_engine_t *e, const sl_peer_t *p, double now)
     /* A ban by routing id ends with the connection; the hook makes it stick to the key. */
     if (e->hooks.banned)
         e->hooks.banned(e->hooks.hook_ctx, p, e->cfg.net.cooldown_seconds);
+}
+
+static stranger_t *stranger_of(sl_engine_t *e, const sl_peer_t *p, double now)
+{
+    stranger_t *oldest = &e->strangers[0];
+    for (size_t i = 0; i < STRANGER_SLOTS; i++) {
+        stranger_t *s = &e->strangers[i];
+        if (s->peer.len && sl_peer_equal(&s->peer, p)) {
+            s->last_seen = now;
+            return s;
+        }
+        if (!s->peer.len || s->last_seen < oldest->last_seen)
+            oldest = s;
+    }
+    memset(oldest, 0, sizeof *oldest);
+    oldest->peer = *p;
+    oldest->last_seen = now;
+    oldest->rl_window = now;
+    return oldest;
+}
+
+/* True if an unregistered peer is over net.max_messages_per_second (drop the message). */
+static int stranger_over_rate(sl_engine_t *e, const sl_peer_t *p, double now)
+{
+    if (!p->len)
+        return 0;
+    stranger_t *s = stranger_of(e, p, now);
+    if (now - s->rl_window >= 1.0) {
+        s->rl_window = now;
+        s->rl_count = 0;
+    }
+    if (++s->rl_count > (uint32_t)e->cfg.net.max_messages_per_second) {
+        if (s->rl_count == (uint32_t)e->cfg.net.max_messages_per_second + 1) {
+            char ps[96];
+            peer_str(p, ps, sizeof ps);
+            warn_peer(e, now, "coordinator: unregistered %s exceeds %lld messages/s: dropping", ps,
+                      (long long)e->cfg.net.max_messages_per_second);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Count an invalid message against an unregistered peer; ban it past the limit. */
+static void stranger_strike(sl_engine_t *e, const sl_peer_t *p, double now)
+{
+    if (!p->len)
+        return;
+    stranger_t *s = stranger_of(e, p, now);
+    if (++s->invalid >= (uint32_t)e->cfg.net.max_invalid_messages) {
+        char ps[96];
+        peer_str(p, ps, sizeof ps);
+        warn_peer(e, now, "coordinator: unregistered %s sent %u invalid messages: refused for %.0f s", ps,
+                  s->invalid, e->cfg.net.cooldown_seconds);
+        ban(e, p, now);
+        memset(s, 0, sizeof *s);
+    }
 }
 
 /* ---- outbox -------------------------------------------------------------------------------- */
@@ -1262,6 +1330,8 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
                           (unsigned long long)c->id, (long long)e->cfg.net.max_messages_per_second);
             return 0;
         }
+    } else if (stranger_over_rate(e, peer, now)) {
+        return 0;
     }
     sl_wire_limits_t lim = {.max_payload_bytes = (size_t)e->cfg.net.max_message_bytes,
                             .max_vec = e->dim,
@@ -1274,7 +1344,10 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
         char why[SL_WIRE_MAX_STR + 1];
         snprintf(why, sizeof why, "%s", sl_last_error());
         warn_peer(e, now, "coordinator: invalid message from %s: %s", ps, why);
-        strike(e, k, now);
+        if (k >= 0)
+            strike(e, k, now);
+        else
+            stranger_strike(e, peer, now);
         return send_error(e, peer, k >= 0 ? e->clients[k].id : 0, SL_WERR_MALFORMED, why);
     }
     if (m.type == SL_MSG_HELLO) {

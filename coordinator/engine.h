@@ -33,9 +33,10 @@
  *   for that routing id, vector length == dim, layout hash, round == current round, client
  *   sampled and not yet answered, update norm <= federation.update_norm_bound (when > 0).
  *   A late update (earlier round) or a duplicate is discarded and counted; a malformed
- *   message gets an ERROR reply and counts against the peer: net.max_invalid_messages
- *   invalid messages ban the peer for net.cooldown_seconds (messages ignored). Messages
- *   above net.max_messages_per_second per peer are dropped. A client that reconnects
+ *   message gets an ERROR reply and counts against the peer, registered or not:
+ *   net.max_invalid_messages invalid messages ban the peer for net.cooldown_seconds
+ *   (messages ignored; the banned hook extends it to the peer's key). Messages above
+ *   net.max_messages_per_second per peer, registered or not, are dropped. A client that reconnects
  *   (new routing id, same client id) replaces its old registration; one that missed a
  *   round is sampled again in later rounds.
  *

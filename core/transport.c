@@ -112,7 +112,10 @@ int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opt
         rc = zerr("zmq_socket");
         goto fail;
     }
-    int64_t maxmsg = (int64_t)t->max_bytes;
+    /* With CURVE, libzmq checks the size of the encrypted MESSAGE command that wraps each
+     * frame ("\x07MESSAGE", 8-byte nonce, 16-byte MAC, 1 flags byte: 33 bytes more), so a
+     * frame of exactly max_bytes would drop the connection: the limit is on our frames. */
+    int64_t maxmsg = (int64_t)t->max_bytes + (o->curve_secret_z85 ? 33 : 0);
     if (zmq_setsockopt(t->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0) {
         rc = zerr("ZMQ_MAXMSGSIZE");
         goto fail;
