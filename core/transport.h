@@ -4,8 +4,8 @@
  * Client:      one DEALER socket per (virtual) client, connected.
  * Frames on the wire: [routing id (ROUTER side only)] [header] [payload (optional)].
  *
- * Set on every socket: ZMQ_MAXMSGSIZE (net.max_message_bytes; larger messages make
- * libzmq drop the connection before we ever see them), ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL
+ * Set on every socket: ZMQ_MAXMSGSIZE (net.max_message_bytes, plus the 33 bytes CURVE
+ * wraps each frame in; larger frames make libzmq drop the connection before we see them), ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL
  * (net.heartbeat_ms: dead TCP peers are detected by the I/O thread), ZMQ_SNDTIMEO,
  * ZMQ_LINGER (bounded clean shutdown), ZMQ_ROUTER_MANDATORY on the ROUTER (sending to a
  * gone peer is an error, not a silent drop).
