@@ -309,6 +309,9 @@ int cmd_coordinator(int argc, char **argv)
         SL_INFO("dp: mode %s, clip %g%s, noise multiplier %g, delta %g, target epsilon %g",
                 sl_config_enum_name("dp", "mode", cfg.dp.mode), cfg.dp.clip, cfg.dp.adaptive_clip ? " (adaptive)" : "",
                 cfg.dp.noise_multiplier, cfg.dp.delta, cfg.dp.target_epsilon);
+        if (cfg.secagg.enabled) /* distributed only (sl_dp_coord_new refuses the rest) */
+            SL_INFO("secagg: SecAgg+ on, %lld bits; clients add discrete Gaussian noise shares before masking",
+                    (long long)cfg.secagg.bits);
     } else if (cfg.secagg.enabled) { /* SecAgg+: the coordinator only sees the masked sum */
         if ((rc = sl_aggregator_secagg_new(&eo.aggregator, &cfg, dim)) != 0)
             goto cleanup;

@@ -19,10 +19,12 @@ int sl_dp_client_apply(const sl_config_t *cfg, const sl_client_task_t *task, flo
     if (mode != SL_DP_DISTRIBUTED && mode != SL_DP_LOCAL)
         return sl_error(SL_EPROTO, "dp: task of round %llu has unknown dp_mode %d",
                         (unsigned long long)task->round, mode);
+    if (task->info.secagg && mode == SL_DP_DISTRIBUTED)
+        return 0; /* the SecAgg hook clips and adds the discrete share (sl_dp_client_secagg_share) */
     if (task->info.secagg)
         return sl_error(SL_ENOTSUP,
-                        "dp: client-side noise with secure aggregation must be discrete and added "
-                        "inside the SecAgg path, which this client does not do");
+                        "dp: local DP with secure aggregation is not supported (each report must carry "
+                        "the full noise on its own); the coordinator should have refused this run");
     sl_dp_round_t r;
     int rc = sl_dp_round_for_client(mode, task->info.dp_clip, task->info.dp_noise, 0, 0.0, &r);
     if (rc)
@@ -58,7 +60,7 @@ int sl_dp_client_secagg_share(const sl_config_t *cfg, const sl_client_task_t *ta
     if (rc)
         return rc;
     double sigma = r.client_update_std * scale; /* the share's std in quantized units */
-    if (!(scale > 0) || !isfinite(scale) || !(sigma >= 1.0))
+    if (!(scale > 0) || !isfinite(scale) || !(sigma == 0.0 || sigma >= 1.0))
         return sl_error(SL_ERANGE, "dp: noise share std %g in quantized units (scale %g) is below 1: the sum of "
                                    "the shares would not be a discrete Gaussian; use a finer quantization",
                         sigma, scale);

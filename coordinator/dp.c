@@ -1,10 +1,11 @@
 /* coordinator/dp: the DP aggregator, the accountant in the round hooks, checkpoint state. */
 #include "coordinator/dp.h"
 
+#include "coordinator/secagg.h"
 #include "core/bytes.h"
-
 #include "core/log.h"
 #include "privacy/dp/clip.h"
+#include "privacy/dp/ddg.h"
 #include "privacy/dp/mechanism.h"
 #include "privacy/dp/noise.h"
 
@@ -44,6 +45,13 @@ struct sl_dp_coord {
     size_t pending_reported;
     int64_t unreleased; /* local mode: attempts of this round whose noised reports were seen, not released */
     double last_q, last_z;
+
+    /* distributed DP with secure aggregation (secagg.enabled): the secure sum is `secure`,
+     * owned; the accountant is charged when that sum is unmasked (charge_unmasked) */
+    sl_aggregator_t *secure;
+    sl_quant_t sa_q;    /* this round's quantizer, as the secure aggregator and the clients derive it */
+    int sa_charged;     /* this attempt's unmasked sum was charged */
+    size_t sa_included; /* noise shares in it */
 };
 
 /* ---- configuration ------------------------------------------------------------------------ */
@@ -64,13 +72,17 @@ int sl_dp_coord_check_config(const sl_config_t *cfg)
             "a sum of clipped updates (sensitivity C), which a robust aggregator does not compute; "
             "use fedavg or a server optimizer (fedadam, fedyogi, ...)",
             mname, sl_config_enum_name("federation", "strategy", strat));
-    if (cfg->secagg.enabled)
+    if (cfg->secagg.enabled && mode != SL_DP_DISTRIBUTED)
         return sl_error(
             SL_ENOTSUP,
-            "dp.mode = %s together with secure aggregation (secagg.enabled = true) is not supported "
-            "yet: the noise would have to be added as discrete Gaussian shares inside the SecAgg "
-            "path; turn one of them off",
-            mname);
+            "dp.mode = %s together with secure aggregation (secagg.enabled = true) is not supported: "
+            "%s; use dp.mode = distributed (discrete Gaussian noise shares under the masks) or turn "
+            "secagg off",
+            mname,
+            mode == SL_DP_CENTRAL ? "in central mode clients send raw deltas for the coordinator to clip, "
+                                    "which it cannot do with masked updates"
+                                  : "in local mode every report must be noised in full and released on its "
+                                    "own, which masking defeats");
     if (cfg->dp.adaptive_clip && mode != SL_DP_CENTRAL)
         return sl_error(SL_ECONFIG,
                         "dp.adaptive_clip = true needs dp.mode = central (got %s): in distributed and local "
@@ -80,7 +92,7 @@ int sl_dp_coord_check_config(const sl_config_t *cfg)
     sl_dp_round_t r;
     int rc = sl_dp_round_plan(cfg, cfg->dp.clip, &r);
     if (rc)
-        return rc == SL_EINVAL ? sl_error(SL_ECONFIG, "dp.clip: %s", sl_last_error()) : rc;
+        return rc == SL_EINVAL ? sl_error_wrap(SL_ECONFIG, "dp.clip") : rc;
     if (cfg->dp.target_epsilon > 0 && !(cfg->dp.noise_multiplier > 0))
         return sl_error(SL_ECONFIG,
                         "dp.target_epsilon = %g needs dp.noise_multiplier > 0 (no noise: infinite "
@@ -115,11 +127,24 @@ int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
         goto fail;
     if ((rc = sl_dp_accountant_new(&dp->acc)))
         goto fail;
+    if (cfg->secagg.enabled) {
+        /* fail now, not in round 1, if the noise cannot fit the ring at the smallest round */
+        sl_dp_round_t r;
+        size_t n0 = cfg->federation.min_clients > 2 ? (size_t)cfg->federation.min_clients : 2;
+        if ((rc = sl_dp_round_plan(cfg, cfg->dp.clip, &r)) ||
+            (rc = sl_ddg_quant_init(&dp->sa_q, r.clip, sl_dp_round_client_noise_multiplier(&r),
+                                    (unsigned)cfg->secagg.bits, n0, dim))) {
+            rc = sl_error_wrap(SL_ECONFIG, "dp with secagg");
+            goto fail;
+        }
+        if ((rc = sl_aggregator_secagg_new(&dp->secure, cfg, dim)))
+            goto fail;
+    }
     dp->adaptive = cfg->dp.adaptive_clip != 0;
     if (dp->adaptive) {
         /* m is refreshed every round from the sampled count; 1 is a placeholder */
         if ((rc = sl_dp_adaptive_clip_init_config(&dp->ac, cfg, 1.0))) {
-            rc = sl_error(SL_ECONFIG, "dp: adaptive clipping: %s", sl_last_error());
+            rc = sl_error_wrap(SL_ECONFIG, "dp: adaptive clipping");
             goto fail;
         }
     }
@@ -139,6 +164,7 @@ void sl_dp_coord_destroy(sl_dp_coord_t **p)
         return;
     sl_dp_coord_t *dp = *p;
     sl_dp_accountant_destroy(&dp->acc);
+    sl_aggregator_destroy(&dp->secure);
     free(dp->sum);
     sl_aggregator_destroy(&dp->mean);
     free(dp->scratch);
@@ -182,6 +208,18 @@ static int plan_round(sl_dp_coord_t *dp, uint64_t round)
     else /* the client clipped to C, then added N(0, s^2 I): ||.|| <= C + s (sqrt(d) + 10) w.p. > 1 - e^-50 */
         dp->bound = dp->plan.clip + dp->plan.client_update_std * (sqrt((double)dp->dim) + 10.0);
     return 0;
+}
+
+/* What a released sum of `reported` updates costs: sl_dp_round_accounting, or with secure
+ * aggregation the DDG multiplier at this round's quantizer (privacy/dp/ddg.h). */
+static int round_charge(const sl_dp_coord_t *dp, double q, int64_t reported, double *qa, double *za)
+{
+    if (!dp->secure)
+        return sl_dp_round_accounting(&dp->plan, q, reported, qa, za);
+    *qa = q;
+    *za = sl_ddg_noise_multiplier(&dp->sa_q, dp->plan.clip, sl_dp_round_client_noise_multiplier(&dp->plan),
+                                  dp->dim, reported > 0 ? (size_t)reported : 0);
+    return isnan(*za) ? sl_error(SL_EINVAL, "dp: no quantizer for round %llu", (unsigned long long)dp->round) : 0;
 }
 
 /* ---- the aggregator ---------------------------------------------------------------------- */
@@ -292,6 +330,116 @@ static void dpagg_destroy(void *self)
     (void)self; /* the state belongs to the sl_dp_coord_t */
 }
 
+/* ---- the aggregator with secure aggregation (distributed DP, discrete noise shares) -------- */
+
+static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+{
+    sl_dp_coord_t *dp = self;
+    dp->sa_charged = 0;
+    dp->sa_included = 0;
+    dp->sampled = n;
+    dp->registered = dp->engine ? sl_engine_registered(dp->engine) : dp->population;
+    int rc = plan_round(dp, round);
+    if (!rc && n >= 2) /* the secure aggregator's quantizer (it fails the round itself when n < 2) */
+        rc = sl_ddg_quant_init(&dp->sa_q, dp->plan.clip, sl_dp_round_client_noise_multiplier(&dp->plan),
+                               (unsigned)dp->cfg.secagg.bits, n, dp->dim);
+    if (rc)
+        return rc;
+    return dp->secure->begin_round(dp->secure->self, round, clients, n, emit);
+}
+
+/* Charge the accountant as soon as the secure sum is unmasked: from then on the coordinator
+ * can compute the noised sum, whether or not the engine goes on to release it (it may still
+ * fail the attempt, e.g. when too few UPDATEs arrived, and retry the round). The charge
+ * follows the number of noise shares actually in the sum. An attempt that aborts before
+ * unmasking revealed nothing (masked inputs alone are uniformly random) and costs nothing. */
+static int charge_unmasked(sl_dp_coord_t *dp)
+{
+    size_t included = 0;
+    if (dp->sa_charged || !sl_aggregator_secagg_unmasked(dp->secure, &included))
+        return 0;
+    dp->sa_charged = 1;
+    dp->sa_included = included;
+    if (included < (size_t)dp->cfg.federation.min_clients) /* the server aborts first; never expected */
+        SL_WARN("dp: round %llu: the secure sum holds %zu noise shares, fewer than min_clients = %lld",
+                (unsigned long long)dp->round, included, (long long)dp->cfg.federation.min_clients);
+    double qa, za;
+    int rc = round_charge(dp, round_q(dp), (int64_t)included, &qa, &za);
+    if (!rc)
+        rc = sl_dp_accountant_step(dp->acc, qa, za, 1);
+    if (rc)
+        return rc;
+    dp->last_q = qa;
+    dp->last_z = za;
+    SL_INFO("dp: round %llu: secure sum of %zu noise shares unmasked, charged q %.4g, noise multiplier %.4g",
+            (unsigned long long)dp->round, included, qa, za);
+    return 0;
+}
+
+static int dpsa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *blob, size_t len,
+                    const sl_agg_emit_t *emit)
+{
+    sl_dp_coord_t *dp = self;
+    int rc = dp->secure->secagg_message(dp->secure->self, client, stage, blob, len, emit);
+    int crc = charge_unmasked(dp); /* even if the message itself was refused */
+    return crc ? crc : rc;
+}
+
+static int dpsa_tick(void *self, double now, const sl_agg_emit_t *emit)
+{
+    sl_dp_coord_t *dp = self;
+    int rc = dp->secure->tick ? dp->secure->tick(dp->secure->self, now, emit) : 0;
+    int crc = charge_unmasked(dp);
+    return crc ? crc : rc;
+}
+
+static int dpsa_dropped(void *self, uint64_t client, const sl_agg_emit_t *emit)
+{
+    sl_dp_coord_t *dp = self;
+    int rc = dp->secure->client_dropped ? dp->secure->client_dropped(dp->secure->self, client, emit) : 0;
+    int crc = charge_unmasked(dp); /* a dropout can close the unmasking stage */
+    return crc ? crc : rc;
+}
+
+static double dpsa_next_deadline(void *self)
+{
+    sl_dp_coord_t *dp = self;
+    return dp->secure->next_deadline ? dp->secure->next_deadline(dp->secure->self) : INFINITY;
+}
+
+static void dpsa_report(void *self, sl_round_report_t *rep)
+{
+    sl_dp_coord_t *dp = self;
+    if (dp->secure->report)
+        dp->secure->report(dp->secure->self, rep);
+}
+
+static int dpsa_ready(void *self)
+{
+    sl_dp_coord_t *dp = self;
+    return dp->secure->ready ? dp->secure->ready(dp->secure->self) : 1;
+}
+
+static int dpsa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
+{
+    sl_dp_coord_t *dp = self;
+    int rc = charge_unmasked(dp); /* before finish, which destroys the server */
+    if (rc)
+        return rc;
+    /* out (dim) = decoded noised sum / included count */
+    if ((rc = dp->secure->finish(dp->secure->self, out, dim, res)))
+        return rc;
+    if (!dp->sa_charged || res->count != dp->sa_included)
+        return sl_error(SL_ESTATE, "dp: round %llu: secure sum of %zu inputs released but %zu were charged",
+                        (unsigned long long)dp->round, res->count, dp->sa_included);
+    if (res->count >= (size_t)dp->cfg.federation.min_clients) {
+        dp->pending = 1;
+        dp->pending_round = dp->round;
+        dp->pending_reported = res->count;
+    }
+    return 0;
+}
+
 int sl_dp_aggregator_new(sl_aggregator_t **out, sl_dp_coord_t *dp)
 {
     *out = NULL;
@@ -300,12 +448,25 @@ int sl_dp_aggregator_new(sl_aggregator_t **out, sl_dp_coord_t *dp)
     sl_aggregator_t *g = calloc(1, sizeof *g);
     if (!g)
         return sl_error(SL_ENOMEM, "dp aggregator: out of memory");
-    g->name = "dp_mean";
     g->self = dp;
-    g->begin_round = dpagg_begin;
-    g->add_update = dpagg_add;
-    g->finish = dpagg_finish;
     g->destroy = dpagg_destroy;
+    if (dp->secure) {
+        g->name = "dp_secagg";
+        g->secure = 1;
+        g->begin_round = dpsa_begin;
+        g->secagg_message = dpsa_msg;
+        g->tick = dpsa_tick;
+        g->next_deadline = dpsa_next_deadline;
+        g->client_dropped = dpsa_dropped;
+        g->ready = dpsa_ready;
+        g->report = dpsa_report;
+        g->finish = dpsa_finish;
+    } else {
+        g->name = "dp_mean";
+        g->begin_round = dpagg_begin;
+        g->add_update = dpagg_add;
+        g->finish = dpagg_finish;
+    }
     *out = g;
     return 0;
 }
@@ -325,7 +486,7 @@ int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *
     if (dp->cfg.dp.target_epsilon > 0) { /* round 1, or a resumed run whose budget is spent */
         double qa, za, eps = NAN;
         int stop = 0;
-        int rc = sl_dp_round_accounting(&dp->plan, round_q(dp), dp->cfg.federation.min_clients, &qa, &za);
+        int rc = round_charge(dp, round_q(dp), dp->cfg.federation.min_clients, &qa, &za);
         if (!rc)
             rc = sl_dp_accountant_would_exceed(dp->acc, qa, za, dp->cfg.dp.delta, dp->cfg.dp.target_epsilon,
                                                &stop, &eps);
@@ -355,14 +516,16 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
                         (unsigned long long)rep->round);
     dp->pending = 0;
     double q = round_q(dp), qa, za;
-    int rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za);
-    if (rc)
-        return rc;
-    if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1 + dp->unreleased)))
-        return rc;
-    dp->unreleased = 0;
-    dp->last_q = qa;
-    dp->last_z = za;
+    int rc;
+    if (!dp->secure) { /* with secure aggregation the round was charged when its sum was unmasked */
+        if ((rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za)))
+            return rc;
+        if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1 + dp->unreleased)))
+            return rc;
+        dp->unreleased = 0;
+        dp->last_q = qa;
+        dp->last_z = za;
+    }
     double eps = 0;
     if ((rc = sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL)))
         return rc;
@@ -372,13 +535,14 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
         return 0;
     if (eps > target) { /* the population shrank and q grew: already over */
         SL_WARN(
-            "dp: epsilon %.4g is above dp.target_epsilon = %g after round %llu (q rose to %.4g): stopping",
-            eps, target, (unsigned long long)rep->round, qa);
+            "dp: epsilon %.4g is above dp.target_epsilon = %g after round %llu (q rose to %.4g, or a retried "
+            "attempt's unmasked sum was charged too): stopping",
+            eps, target, (unsigned long long)rep->round, dp->last_q);
         return SL_EBUDGET;
     }
     double qn, zn, eps_next = NAN;
     int stop = 0;
-    if ((rc = sl_dp_round_accounting(&dp->plan, q, dp->cfg.federation.min_clients, &qn, &zn)) ||
+    if ((rc = round_charge(dp, q, dp->cfg.federation.min_clients, &qn, &zn)) ||
         (rc = sl_dp_accountant_would_exceed(dp->acc, qn, zn, dp->cfg.dp.delta, target, &stop, &eps_next)))
         return rc;
     if (stop) {

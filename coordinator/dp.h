@@ -3,7 +3,8 @@
  * The glue between the round engine (coordinator/engine.h) and the DP library
  * (privacy/dp/): one sl_dp_coord_t per run owns the accountant, the adaptive-clip state
  * and the plan of the current round; it provides
- *   - an aggregator (sl_dp_aggregator_new) that replaces the streaming `mean`:
+ *   - an aggregator (sl_dp_aggregator_new) that replaces the streaming `mean` (with
+ *     secagg.enabled: the secure sum instead, see "With secure aggregation" below):
  *       add_update: clip the delta server-side, then fold it with weight 1 into the
  *                   built-in exact mean (fixed point: the result does not depend on the
  *                   order updates arrive in, so a resumed run reproduces an uninterrupted
@@ -42,8 +43,32 @@
  *     prepare_task with SL_EBUDGET and a message.
  *   * Refused: a robust aggregator (median / trimmed mean: the noise is calibrated to a
  *     sum of clipped updates), adaptive clipping in distributed / local mode (the wire has
- *     no field for the clients' noised count bits), and any DP mode together with secure
- *     aggregation (SL_ENOTSUP until the SecAgg path takes the discrete noise shares).
+ *     no field for the clients' noised count bits), and central or local mode together
+ *     with secure aggregation (SL_ENOTSUP: central clients send raw deltas for the
+ *     coordinator to clip, local reports must each be released on their own).
+ *
+ * With secure aggregation (dp.mode = distributed, secagg.enabled; the distributed discrete
+ * Gaussian, privacy/dp/ddg.h): the aggregator is secure (.secure = 1) and owns a SecAgg+
+ * aggregator (coordinator/secagg.h) that sizes its quantizer with sl_ddg_quant_init, so
+ * the ring holds clip + noise. Each client clips to C, quantizes and adds its discrete
+ * Gaussian share before masking (client/secagg.h); the coordinator unmasks only the noised
+ * sum.
+ *   * No server-side clipping: the coordinator never sees an update. The sensitivity rests
+ *     on honest clients clipping to C and on the quantizer's per-coordinate range, as in
+ *     the DDG paper; a malicious client can only spoil utility (poisoning), not other
+ *     users' privacy (its input is added, the honest shares are still in the sum).
+ *   * The divisor is the number of inputs in the secure sum (the result is their mean);
+ *     the server aborts before unmasking when fewer than min_clients survive.
+ *   * Accounting: the accountant is charged when the secure sum is unmasked (from then on
+ *     the coordinator can compute it, released or not), once per attempt, with
+ *     q = sampled / registered and the multiplier sl_ddg_noise_multiplier for the r inputs
+ *     actually in the sum: z sqrt(r / min_clients) C / (C + sqrt(d) / s), s the quantizer
+ *     scale (stochastic rounding inflates the sensitivity by up to sqrt(d) steps). An
+ *     attempt that aborts before unmasking revealed nothing and is not charged; one whose
+ *     sum was unmasked but that the engine then retried (e.g. too few UPDATEs arrived) is.
+ *     round_end only reports epsilon and checks the budget (next round at r = min_clients).
+ *     A coordinator killed between an unmasking and the round's checkpoint forgets that
+ *     charge on resume (the resumed round draws fresh noise).
  *
  * The aggregator borrows the sl_dp_coord_t: destroy the engine (which owns the aggregator)
  * before the coordinator state. Not thread-safe (one engine, one thread).
@@ -66,12 +91,14 @@ typedef struct sl_dp_coord sl_dp_coord_t;
 
 /* Whether the configuration can run with DP: 0 for dp.mode = off or a supported
  * combination; SL_ECONFIG (robust strategy, adaptive clipping outside central mode, an
- * impossible adaptive noise split, a non-positive clip) or SL_ENOTSUP (secagg.enabled) with
- * a message naming the keys. */
+ * impossible adaptive noise split, a non-positive clip) or SL_ENOTSUP (secagg.enabled with
+ * a mode other than distributed) with a message naming the keys. */
 SL_NODISCARD int sl_dp_coord_check_config(const sl_config_t *cfg);
 
 /* A coordinator DP state for a run with trainable length dim. cfg is copied. Runs
- * sl_dp_coord_check_config; SL_EINVAL for dp.mode = off (nothing to do: do not create one).
+ * sl_dp_coord_check_config; with secagg, also sl_ddg_quant_init for a round of
+ * max(2, min_clients) clients (SL_ECONFIG with its message if the noise cannot fit the
+ * ring). SL_EINVAL for dp.mode = off (nothing to do: do not create one).
  * Owned by the caller: sl_dp_coord_destroy. */
 SL_NODISCARD int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim);
 /* NULL-safe; nulls *p. */
@@ -91,7 +118,8 @@ void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population);
  * prepare_task: fills task->dp_mode, dp_clip (this round's C), dp_noise (the client's
  *   noise std / C); SL_EBUDGET if the budget cannot pay for this round at all. */
 SL_NODISCARD int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *task);
-/* round_end: steps the accountant with this round's (q, z), sets rep->epsilon; returns
+/* round_end: steps the accountant with this round's (q, z) (with secagg: already charged
+ * at unmasking, see above), sets rep->epsilon; returns
  * SL_EBUDGET when the next round would exceed dp.target_epsilon (and this was not the
  * last round), 0 otherwise, < 0 on error. */
 SL_NODISCARD int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep);

@@ -2,6 +2,8 @@
 #include "coordinator/secagg.h"
 
 #include "core/log.h"
+#include "privacy/dp/ddg.h"
+#include "privacy/dp/mechanism.h"
 #include "privacy/secagg/quantize.h"
 #include "privacy/secagg/secagg.h"
 
@@ -108,6 +110,18 @@ static size_t index_of(const sa_t *a, uint64_t client)
     return u;
 }
 
+/* Distributed DP: the quantizer leaves room for the clients' discrete Gaussian shares
+ * (privacy/dp/ddg.h), from the same plan the TASK's dp_clip / dp_noise come from. */
+static int quant_init_ddg(sa_t *a, size_t n)
+{
+    sl_dp_round_t plan;
+    int rc = sl_dp_round_plan(&a->cfg, a->cfg.dp.clip, &plan);
+    if (!rc)
+        rc = sl_ddg_quant_init(&a->q, plan.clip, sl_dp_round_client_noise_multiplier(&plan),
+                               (unsigned)a->cfg.secagg.bits, n, a->dim);
+    return rc;
+}
+
 static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
 {
     sa_t *a = self;
@@ -160,10 +174,14 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
         SL_WARN("secagg: %s", why);
         return 0;
     }
-    int rc = sl_quant_init(&a->q, a->cfg.dp.clip, (unsigned)a->cfg.secagg.bits, n, 0);
+    int ddg = a->cfg.dp.mode == SL_DP_DISTRIBUTED, ddg_rc = 0;
+    int rc = ddg ? (ddg_rc = quant_init_ddg(a, n))
+                 : sl_quant_init(&a->q, a->cfg.dp.clip, (unsigned)a->cfg.secagg.bits, n, 0);
     sl_secagg_params_t p;
     if (!rc)
         rc = sl_secagg_params_from_config(&p, &a->cfg, n, a->dim, a->q.mod_bits, round);
+    if (!rc && ddg) /* never unmask a sum with fewer noise shares than the quorum the shares are sized for */
+        p.min_clients = (size_t)a->cfg.federation.min_clients;
     if (!rc)
         rc = sl_secagg_server_new(&a->s, &p);
     if (!rc)
@@ -175,7 +193,7 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
         sl_secagg_server_destroy(&a->s);
         sl_secagg_outbox_clear(&a->out);
         a->failed = 1;
-        return rc == SL_ENOMEM ? rc : 0;
+        return rc == SL_ENOMEM || ddg_rc ? rc : 0; /* DP parameters that cannot work: fail the run */
     }
     sync_stage(a, emit->now); /* ADVERTISE opens with the SETUPs */
     return flush(a, emit, -1);
@@ -453,4 +471,17 @@ int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size
     g->destroy = sa_destroy;
     *out = g;
     return 0;
+}
+
+int sl_aggregator_secagg_unmasked(const sl_aggregator_t *g, size_t *included)
+{
+    *included = 0;
+    if (!g || g->begin_round != sa_begin)
+        return 0;
+    const sa_t *a = g->self;
+    if (!a->s || sl_secagg_server_stage(a->s) != SL_SECAGG_DONE)
+        return 0;
+    for (size_t u = 0; u < a->n; u++)
+        *included += sl_secagg_server_included(a->s, (uint32_t)u) ? 1u : 0u;
+    return 1;
 }

@@ -22,9 +22,10 @@
  *                threshold; waiting for the rest keeps their answers from arriving after
  *                the round closed, which the engine would count against them), or DONE
  *                for T/16 (T = round_timeout: a client that vanished while unmasking).
- *   finish       decodes the sum (sl_quant_decode) and divides by the number of included
- *                clients; SL_EQUORUM if the protocol aborted or did not finish (fewer
- *                survivors than the threshold): the engine counts the round as failed.
+ *   finish       decodes the sum (sl_quant_decode; with distributed DP the noised sum) and
+ *                divides by the number of included clients; SL_EQUORUM if the protocol
+ *                aborted or did not finish (fewer survivors than the threshold): the
+ *                engine counts the round as failed.
  *   report       the attempt's figures into rep->secagg (see sl_secagg_report_t and
  *                docs/secagg.md): per stage the time from its opening to its close on the
  *                engine clock, the SecAgg message bytes of that stage in each direction
@@ -35,8 +36,14 @@
  *
  * Quantization: per-coordinate clip c = [dp] clip (the L2 clip norm: an update inside the
  * L2 ball has every coordinate in [-c, c]; coordinates outside are clipped), bits =
- * [secagg] bits, no headroom (DP with SecAgg is refused elsewhere). Clients must use the
- * same [dp] clip and [secagg] bits (client/secagg checks B against SETUP).
+ * [secagg] bits. Without DP: no headroom; clients must use the same [dp] clip and [secagg]
+ * bits. With dp.mode = distributed (the secure sum of coordinator/dp.h's DP aggregator):
+ * sl_ddg_quant_init (privacy/dp/ddg.h) from the round plan, so the ring has headroom for the
+ * clients' discrete Gaussian noise shares, and the server aborts before unmasking when
+ * fewer than [federation] min_clients inputs (noise shares) survive; its parameter errors
+ * (noise too large or too fine for the ring) fail the run. Either way each client builds
+ * the same quantizer from SETUP's n and its TASK and refuses its input if its B differs
+ * from SETUP's (client/secagg.h).
  * Weights: every included client has weight 1 (the sum is unweighted: a client's example
  * count would leak through a weighted sum only as much as it does in the UPDATE stats, but
  * weighting inside the mask would have to be agreed before training); the result is the
@@ -61,5 +68,11 @@ SL_NODISCARD int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config
 /* The figures of the current (or last) attempt so far, as report() would give them.
  * SL_EINVAL if agg is not a SecAgg+ aggregator. */
 SL_NODISCARD int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secagg_report_t *out);
+
+/* 1 if g (a secure aggregator from sl_aggregator_secagg_new) has unmasked the current
+ * round's sum, i.e. the coordinator can compute it from now on (whether or not finish is
+ * ever called), with *included = the number of inputs in it; 0 otherwise (*included = 0).
+ * coordinator/dp.c charges the accountant at that moment. */
+int sl_aggregator_secagg_unmasked(const sl_aggregator_t *g, size_t *included);
 
 #endif

@@ -51,11 +51,12 @@
  *   rc = sl_dp_client_privatize(&r, ns, update, n, &norm, &count_value);  // update = delta
  *   send update (+ count_value if r.adaptive). Uniform weight: never multiply by examples.
  * With secure aggregation on quantized integers, noise must be discrete instead: call
- * sl_dp_clip, quantize with scale s, then sl_dp_add_discrete_gaussian_mod with
+ * sl_dp_clip, quantize with scale s, then add N_Z(0, sigma^2) with
  * sigma = r.client_update_std * s (distributed DP with the discrete Gaussian; Kairouz,
- * Liu, Steinke 2021). Keep sigma >= 1 in quantized units: the sum of r discrete Gaussian
- * shares is then within exp(-2 pi^2 sigma^2) of a discrete Gaussian of variance
- * r sigma^2, so the Gaussian accounting above applies; a smaller scale s voids that.
+ * Liu, Steinke 2021). privacy/dp/ddg.h has the quantizer both sides derive, the check
+ * that the sum of the shares is close to a discrete Gaussian, and the multiplier the
+ * accountant is then charged (which also covers the rounding); client/secagg.h and
+ * coordinator/dp.h run it in federated rounds.
  * Add the count value (adaptive clipping) with sl_dp_gaussian / a scaled integer likewise.
  *
  * Noise sources: the coordinator uses sl_dp_noise_init(&ns, cfg, round, UINT64_MAX), a

@@ -617,8 +617,14 @@ static void test_client_apply(void)
     task.info.dp_clip = -1;
     CHECK_EQ(sl_dp_client_apply(&cfg, &task, a, DIM, NULL), SL_EPROTO);
     task.info.dp_clip = 1;
+    /* distributed + secagg: left to the SecAgg hook (discrete share), the delta untouched */
     task.info.secagg = 1;
+    memcpy(b, a, sizeof a);
+    CHECK_EQ(sl_dp_client_apply(&cfg, &task, a, DIM, NULL), 0);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    task.info.dp_mode = SL_DP_LOCAL;
     CHECK_EQ(sl_dp_client_apply(&cfg, &task, a, DIM, NULL), SL_ENOTSUP);
+    task.info.dp_mode = SL_DP_DISTRIBUTED;
     task.info.secagg = 0;
     a[3] = NAN;
     CHECK_EQ(sl_dp_client_apply(&cfg, &task, a, DIM, NULL), SL_EINVAL);
@@ -801,9 +807,36 @@ static void test_refused(void)
     CHECK_EQ(sl_dp_coord_check_config(&cfg), SL_ECONFIG);
     CHECK_CONTAINS(sl_last_error(), "trimmed_mean");
     cfg.federation.strategy = SL_STRAT_FEDAVG;
+    /* secure aggregation: distributed mode only (discrete noise shares under the masks) */
     cfg.secagg.enabled = 1;
     CHECK_EQ(sl_dp_coord_check_config(&cfg), SL_ENOTSUP);
     CHECK_CONTAINS(sl_last_error(), "secagg");
+    CHECK_CONTAINS(sl_last_error(), "central mode");
+    cfg.dp.mode = SL_DP_LOCAL;
+    CHECK_EQ(sl_dp_coord_check_config(&cfg), SL_ENOTSUP);
+    CHECK_CONTAINS(sl_last_error(), "local mode");
+    cfg.dp.mode = SL_DP_DISTRIBUTED;
+    CHECK_EQ(sl_dp_coord_check_config(&cfg), 0);
+    CHECK_EQ(sl_dp_coord_new(&dp, &cfg, DIM), 0);
+    sl_aggregator_t *agg = NULL;
+    CHECK_EQ(sl_dp_aggregator_new(&agg, dp), 0);
+    CHECK(agg && agg->secure == 1 && agg->add_update == NULL && agg->secagg_message != NULL);
+    sl_aggregator_destroy(&agg);
+    sl_dp_coord_destroy(&dp);
+    cfg.federation.strategy = SL_STRAT_MEDIAN; /* still refused, with the reason */
+    CHECK_EQ(sl_dp_coord_check_config(&cfg), SL_ECONFIG);
+    CHECK_CONTAINS(sl_last_error(), "median");
+    cfg.federation.strategy = SL_STRAT_FEDAVG;
+    cfg.dp.adaptive_clip = 1;
+    CHECK_EQ(sl_dp_coord_check_config(&cfg), SL_ECONFIG);
+    CHECK_CONTAINS(sl_last_error(), "adaptive_clip");
+    cfg.dp.adaptive_clip = 0;
+    cfg.dp.noise_multiplier = 100; /* a share that no 32-bit ring holds: refused when the state is made */
+    CHECK_EQ(sl_dp_coord_new(&dp, &cfg, DIM), SL_ECONFIG);
+    CHECK_CONTAINS(sl_last_error(), "ring");
+    CHECK(dp == NULL);
+    cfg.dp.noise_multiplier = base_cfg(SL_DP_CENTRAL).dp.noise_multiplier;
+    cfg.dp.mode = SL_DP_CENTRAL;
     cfg.secagg.enabled = 0;
     cfg.dp.mode = SL_DP_DISTRIBUTED;
     cfg.dp.adaptive_clip = 1;
