@@ -496,8 +496,8 @@ static void test_stage_metrics(int report_gone)
 }
 
 /* Clients quantize with other parameters ([secagg] bits 16 vs 32): every client refuses
- * SETUP (B mismatch), each attempt aborts at the first stage deadline, and after the retries
- * the run fails with SL_EQUORUM instead of aggregating garbage. */
+ * its input (B mismatch with SETUP), each attempt aborts at the masked-input deadline, and
+ * after the retries the run fails with SL_EQUORUM instead of aggregating garbage. */
 static void test_mismatch(void)
 {
     sl_config_t cfg = base_cfg(1), ccfg = base_cfg(1);
