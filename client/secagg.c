@@ -104,7 +104,8 @@ static int prepare_input(sl_client_secagg_t *cs, sl_quant_t *q, const int32_t **
                       (int)ti->dp_mode);
     }
     if (!rc && q->mod_bits != cs->setup_B)
-        rc = sl_error(SL_EMISMATCH, "coordinator uses B = %u, this client's quantizer gives %u ([secagg] bits%s)",
+        rc = sl_error(SL_EMISMATCH,
+                      "coordinator uses B = %u, this client's quantizer gives %u ([secagg] bits%s)",
                       cs->setup_B, q->mod_bits, ti->dp_mode == SL_DP_OFF ? ", [dp] clip" : "");
     return rc;
 }
@@ -132,8 +133,8 @@ static int give_input(sl_client_secagg_t *cs, sl_client_t *c)
                 max_abs = a;
         }
         if (clipped)
-            SL_WARN("secagg client: round %llu: %zu of %zu coordinates clipped to [-%g, %g] ([dp] clip), max |delta| "
-                    "%.4g",
+            SL_WARN("secagg client: round %llu: %zu of %zu coordinates clipped to [-%g, %g] ([dp] clip), "
+                    "max |delta| %.4g",
                     (unsigned long long)cs->sc_round, clipped, cs->delta_dim, q.clip, q.clip, max_abs);
         else
             SL_DEBUG("secagg client: round %llu: max |delta| %.4g, inside [dp] clip %g",

@@ -219,7 +219,8 @@ static int round_charge(const sl_dp_coord_t *dp, double q, int64_t reported, dou
     *qa = q;
     *za = sl_ddg_noise_multiplier(&dp->sa_q, dp->plan.clip, sl_dp_round_client_noise_multiplier(&dp->plan),
                                   dp->dim, reported > 0 ? (size_t)reported : 0);
-    return isnan(*za) ? sl_error(SL_EINVAL, "dp: no quantizer for round %llu", (unsigned long long)dp->round) : 0;
+    return isnan(*za) ? sl_error(SL_EINVAL, "dp: no quantizer for round %llu", (unsigned long long)dp->round)
+                      : 0;
 }
 
 /* ---- the aggregator ---------------------------------------------------------------------- */
@@ -332,7 +333,8 @@ static void dpagg_destroy(void *self)
 
 /* ---- the aggregator with secure aggregation (distributed DP, discrete noise shares) -------- */
 
-static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_t n, const sl_agg_emit_t *emit)
+static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_t n,
+                      const sl_agg_emit_t *emit)
 {
     sl_dp_coord_t *dp = self;
     dp->sa_charged = 0;

@@ -39,10 +39,10 @@
 #ifndef SL_DP_DDG_H
 #define SL_DP_DDG_H
 
-#include <stddef.h>
-
 #include "core/error.h"
 #include "privacy/secagg/quantize.h"
+
+#include <stddef.h>
 
 #define SL_DDG_TAIL      12.0  /* standard deviations of summed noise the ring must hold */
 #define SL_DDG_MAX_SIGMA 1e7   /* largest share std (quantized units) the exact sampler takes */
@@ -55,7 +55,8 @@
  * same q->mod_bits. SL_EINVAL for bad arguments; SL_ERANGE if no ring of at most 32 bits
  * holds clip + noise, if 0 < sigma_q < 1 (the sum of the shares would not be close to a
  * discrete Gaussian), or if tau d > SL_DDG_MAX_TAU_D; each with a message. */
-SL_NODISCARD int sl_ddg_quant_init(sl_quant_t *q, double clip, double rho, unsigned bits, size_t n, size_t dim);
+SL_NODISCARD int sl_ddg_quant_init(sl_quant_t *q, double clip, double rho, unsigned bits, size_t n,
+                                   size_t dim);
 
 /* sigma_q = q->scale * rho * clip, the share's std in quantized units. */
 double sl_ddg_share_sigma(const sl_quant_t *q, double clip, double rho);

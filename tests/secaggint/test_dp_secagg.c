@@ -31,9 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DIM     64
-#define MAXCL   40
-#define MAXRND  8
+#define DIM    64
+#define MAXCL  40
+#define MAXRND 8
 
 typedef struct {
     int to_engine;
@@ -67,7 +67,8 @@ struct sim {
     double now;
     uint64_t drop_round;
     uint32_t drop_stage;
-    uint64_t lose_updates_round; /* UPDATEs of this round's first attempt from lose_updates clients are lost */
+    uint64_t
+        lose_updates_round; /* UPDATEs of this round's first attempt from lose_updates clients are lost */
     size_t lose_updates, lost_updates;
     /* per completed round r (1-based): the released mean and who was in the sum */
     double prev[DIM];
@@ -105,7 +106,8 @@ static int cl_masked(void *ctx, sl_client_t *c, const sl_client_task_t *task, co
     return sl_client_secagg_masked(((simcl_t *)ctx)->cs, c, task, delta, dim);
 }
 
-static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob, size_t len)
+static int cl_secagg(void *ctx, sl_client_t *c, uint64_t round, uint32_t stage, const uint8_t *blob,
+                     size_t len)
 {
     return sl_client_secagg_on_message(((simcl_t *)ctx)->cs, c, round, stage, blob, len);
 }
@@ -162,8 +164,8 @@ static void route_client(sim_t *s, size_t c)
         if (sl_wire_decode(o[i].header, o[i].header_len, o[i].payload, o[i].payload_len, NULL, &m) == 0) {
             if (m.type == SL_MSG_SECAGG_UP && m.stage == SL_SECAGG_MSG_MASKED)
                 s->cl[c].masked = 1;
-            if (m.type == SL_MSG_UPDATE && m.round == s->lose_updates_round && s->lost_updates < s->lose_updates &&
-                sl_engine_state(s->e) == SL_ENGINE_ROUND) {
+            if (m.type == SL_MSG_UPDATE && m.round == s->lose_updates_round &&
+                s->lost_updates < s->lose_updates && sl_engine_state(s->e) == SL_ENGINE_ROUND) {
                 s->lost_updates++;
                 continue;
             }
@@ -224,7 +226,8 @@ static void sim_init(sim_t *s, const sl_config_t *cfg, size_t n)
     sl_aggregator_t *agg = NULL;
     CHECK(sl_dp_aggregator_new(&agg, s->dp) == 0);
     float init[DIM] = {0};
-    sl_engine_opts_t o = {.cfg = &s->cfg, .dim = DIM, .init = init, .layout = 0x77, .start_clients = n, .aggregator = agg};
+    sl_engine_opts_t o = {
+        .cfg = &s->cfg, .dim = DIM, .init = init, .layout = 0x77, .start_clients = n, .aggregator = agg};
     o.hooks.prepare_task = hk_prepare;
     o.hooks.round_end = hk_round_end;
     o.hooks.hook_ctx = s;
