@@ -14,7 +14,8 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $d"; fi
 }
 "$bin" cluster --config "$src/examples/synthetic-secagg.ini" --no-progress --set run.out_dir="$work/runs" \
-    --set run.name=s --set run.log_level=debug --set federation.rounds=2 --set federation.round_timeout=20 \
+    --set run.name=s --set run.log_level=debug --set data.options=clients=8 --set federation.min_clients=3 \
+    --set federation.rounds=2 --set federation.round_timeout=60 \
     > out.txt 2>&1
 rc=$?
 check "cluster run completed (rc $rc)" [ "$rc" -eq 0 ]
