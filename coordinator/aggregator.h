@@ -75,10 +75,11 @@ typedef struct sl_aggregator {
     /* Absolute time (engine clock) by which tick must be called, INFINITY if none: the
      * engine folds it into sl_engine_next_deadline, so no caller has to poll. */
     double (*next_deadline)(void *self);
-    /* A sampled client of the running round left: BYE, unreachable, banned or it reported
-     * an error. Secure aggregators hear it at once, also after the client's UPDATE (the
-     * protocol still needs it); others hear it only for clients that never answered, when
-     * it happens and at the round's close (timed out). */
+    /* A sampled client of the running round left: BYE, unreachable or it reported an
+     * error. Secure aggregators hear it at once, also after the client's UPDATE (the
+     * protocol still needs it), and also when the client is banned; others hear it only
+     * for clients that never answered, when it happens and at the round's close (timed
+     * out). */
     SL_NODISCARD int (*client_dropped)(void *self, uint64_t client, const sl_agg_emit_t *emit);
     int (*ready)(void *self); /* secure: 1 when finish can run before the deadline */
     /* After finish returned 0: add the aggregator's own figures to the round's report

@@ -976,7 +976,7 @@ void sl_engine_destroy(sl_engine_t **pe)
 /* ---- input ------------------------------------------------------------------------------------ */
 
 /* Count an invalid message against a registered client; ban it past the limit. */
-static int agg_client_dropped(sl_engine_t *e, const client_t *c, int had_answered, double now);
+static int client_left(sl_engine_t *e, int k, double now);
 
 static void strike(sl_engine_t *e, int k, double now)
 {
@@ -991,11 +991,12 @@ static void strike(sl_engine_t *e, int k, double now)
         ban(e, &c->peer, now);
         c->live = 0;
         c->invalid = 0;
-        /* Its messages are ignored for the cool-down: a secure protocol must not wait for
-         * it (others keep its place in the round: it may rejoin after the cool-down). A
-         * failure here has already failed the run; the caller's reply is harmless then. */
-        if (e->state == SL_ENGINE_ROUND && c->tag == round_tag(e) && e->agg->secure)
-            (void)agg_client_dropped(e, c, c->answered, now);
+        /* Its messages are ignored for the cool-down. Plain rounds keep its place (it may
+         * rejoin after the cool-down and still answer); a secure protocol cannot wait for
+         * it, so under SecAgg it has left the round. A failure here has already failed the
+         * run; the caller's reply is harmless then. */
+        if (e->agg->secure)
+            (void)client_left(e, k, now);
     }
 }
 

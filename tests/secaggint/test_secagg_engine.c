@@ -47,7 +47,7 @@ typedef struct {
     double now;
     uint64_t drop_round;
     size_t dropped_at_masked;             /* clients that vanished (at whatever stage) */
-    int report_gone;                      /* 1: the engine learns of a vanished client at once (peer_gone) */
+    int report_gone;                      /* how the engine learns that a client vanished: GONE_* */
     size_t updates, update_payload_bytes; /* UPDATEs seen, bytes of vector they carried */
     /* SecAgg blob bytes per stage of the latest session, as the wire carried them */
     uint64_t wire_up[SL_SECAGG_NSTAGES], wire_down[SL_SECAGG_NSTAGES];
@@ -55,6 +55,13 @@ typedef struct {
     double idle_deadlines[16]; /* distinct next_deadline values while idle in a round */
     size_t n_idle;
 } sim_t;
+
+enum {
+    GONE_SILENT = 0, /* it never hears of it: the stage deadlines drop the client */
+    GONE_PEER,       /* the transport lost it: sl_engine_peer_gone */
+    GONE_ERROR,      /* its last words are an ERROR message */
+    GONE_BANNED,     /* it sends garbage until the engine bans it */
+};
 
 /* Stage of a SecAgg message type: SETUP/ADVERTISE 0 .. UNMASK_REQ/UNMASK_RESP 3, -1 else. */
 static int type_stage(uint32_t type)
@@ -188,11 +195,25 @@ static int lost(sim_t *s, size_t c, const ev_t *ev)
     if (sc->drop_at && m.round == s->drop_round && sc->sessions == 1 && m.stage == sc->drop_at && !sc->gone) {
         sc->gone = 1;
         s->dropped_at_masked++;
-        if (s->report_gone) { /* the transport noticed: the engine hears of it now */
-            sl_peer_t p = peer_of(c);
+        sl_peer_t p = peer_of(c);
+        if (s->report_gone == GONE_PEER) {
             CHECK(sl_engine_peer_gone(s->e, &p, s->now) == 0);
-            route_engine(s);
+        } else if (s->report_gone == GONE_ERROR) {
+            sl_msg_t m2;
+            sl_msg_init(&m2, SL_MSG_ERROR, m.round, sc->id);
+            m2.code = SL_WERR_INTERNAL;
+            snprintf(m2.why, sizeof m2.why, "%s", "the client gives up");
+            sl_wire_buf_t b = {0};
+            CHECK(sl_wire_encode(&m2, &b) == 0);
+            CHECK(sl_engine_on_message(s->e, &p, b.data, b.len, NULL, 0, s->now) == 0);
+            sl_wire_buf_free(&b);
+        } else if (s->report_gone == GONE_BANNED) {
+            static const uint8_t junk[5] = {0xde, 0xad, 0xbe, 0xef, 0x00};
+            for (int i = 0; i < 5; i++) /* net.max_invalid_messages = 5 */
+                CHECK(sl_engine_on_message(s->e, &p, junk, sizeof junk, NULL, 0, s->now) == 0);
         }
+        if (s->report_gone != GONE_SILENT) /* (routing twice would repeat the last outbox) */
+            route_engine(s);
     }
     return sc->gone;
 }
@@ -398,12 +419,13 @@ static double json_num(const cJSON *o, const char *a, const char *b)
 }
 
 /* Per-stage metrics of one round of n = 20 with two clients vanishing at each stage (at
- * SETUP, KEYS, FORWARD, UNMASK_REQ). Silent (report_gone = 0): each stage waits for its
+ * SETUP, KEYS, FORWARD, UNMASK_REQ). Silent (GONE_SILENT): each stage waits for its
  * deadline (T = 40: advertise and share keys T/8 = 5 s, masked input until 3T/4 = 30 s,
  * unmasking closes on its threshold at once, then T/16 = 2.5 s of grace for the two
  * missing answers, then the round deadline for the UPDATEs that never came), and the
- * engine's next deadline is exactly each of those. Reported (peer_gone): every stage
- * closes as soon as the others answered, the whole round takes no (virtual) time. Either
+ * engine's next deadline is exactly each of those. When the engine hears of it (the
+ * transport lost the client, it sent ERROR, or it got itself banned): every stage closes
+ * as soon as the others answered, the whole round takes no (virtual) time. Either
  * way: entered 20/18/16/14, dropped 2 per stage, 14 inputs in the sum (the mean of the 14),
  * bytes equal to the blobs the wire carried, per stage and direction. */
 static void test_stage_metrics(int report_gone)
@@ -528,7 +550,9 @@ int main(void)
     /* dropping after the masked input was sent: still in the sum, masks rebuilt from shares */
     test_drop(25, 4, SL_SECAGG_MSG_UNMASK_REQ, 2);
     test_mismatch();
-    test_stage_metrics(0);
-    test_stage_metrics(1);
+    test_stage_metrics(GONE_SILENT);
+    test_stage_metrics(GONE_PEER);
+    test_stage_metrics(GONE_ERROR);
+    test_stage_metrics(GONE_BANNED);
     return check_summary("test_secagg_engine");
 }
