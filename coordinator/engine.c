@@ -1307,6 +1307,17 @@ static int after_fe(sl_engine_t *e)
     return 0;
 }
 
+void sl_engine_on_bad_frame(sl_engine_t *e, const sl_peer_t *peer, double now)
+{
+    if (e->state == SL_ENGINE_DONE || e->state == SL_ENGINE_FAILED || is_banned(e, peer, now))
+        return;
+    int k = find_by_peer(e, peer);
+    if (k >= 0)
+        strike(e, k, now);
+    else
+        stranger_strike(e, peer, now);
+}
+
 int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *hdr, size_t hdr_len,
                          const uint8_t *payload, size_t payload_len, double now)
 {

@@ -144,6 +144,11 @@ SL_NODISCARD int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, con
 /* Time passes: start rounds, close rounds at their deadline, retry, finish. Same returns. */
 SL_NODISCARD int sl_engine_tick(sl_engine_t *e, double now);
 
+/* The transport dropped a message from `peer` with a bad frame structure (SL_EPROTO from
+ * sl_transport_recv): it counts against the peer like an undecodable message (strike,
+ * ban past net.max_invalid_messages), without a reply. Leaves the outbox alone. */
+void sl_engine_on_bad_frame(sl_engine_t *e, const sl_peer_t *peer, double now);
+
 /* The transport could not deliver to `peer` (gone): treat its client as dropped. */
 SL_NODISCARD int sl_engine_peer_gone(sl_engine_t *e, const sl_peer_t *peer, double now);
 

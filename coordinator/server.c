@@ -91,6 +91,7 @@ int sl_coordinator_run(sl_engine_t *e, sl_transport_t *t, volatile sig_atomic_t 
                     break;
             } else if (rc == SL_EPROTO) {
                 SL_DEBUG("coordinator: dropped a message with a bad frame structure: %s", sl_last_error());
+                sl_engine_on_bad_frame(e, &f.peer, now); /* counts against the peer */
             } else if (rc == SL_ETIMEOUT || rc == SL_EINTR) {
                 break;
             } else {

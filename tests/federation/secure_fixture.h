@@ -159,6 +159,14 @@ static inline int fx_banned(fx_t *fx, const char *key)
     return found;
 }
 
+static inline size_t fx_ban_count(fx_t *fx)
+{
+    pthread_mutex_lock(&fx->ban_lock);
+    size_t n = fx->nbanned;
+    pthread_mutex_unlock(&fx->ban_lock);
+    return n;
+}
+
 static inline int fx_configure(void *sock, void *ctx)
 {
     fx_t *fx = ctx;

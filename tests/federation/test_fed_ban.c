@@ -2,7 +2,8 @@
  * net.max_invalid_messages times is banned by the engine; the ban reaches the ZAP handler
  * by key, so a new connection with that key is refused during net.cooldown_seconds (3 s
  * here), while the banned connection itself is ignored; after the cool-down the key is
- * admitted again and can register (HELLO -> WELCOME). */
+ * admitted again and can register (HELLO -> WELCOME). Messages with a bad frame structure
+ * count as invalid too. */
 #include "secure_fixture.h"
 
 #define COOLDOWN 3.0
@@ -110,6 +111,21 @@ int main(void)
     zmq_connect(b, fx.endpoint);
     CHECK_EQ(hello_reply(b, 9, 5000), SL_MSG_WELCOME);
     CHECK_EQ(sl_zap_stats(fx.zap).refused_banned, refused_before); /* no refusal after the cool-down */
+
+    /* Messages with a bad frame structure (three frames), which the transport drops before
+     * the engine decodes anything, count too: the registered client is banned again. */
+    CHECK_EQ(fx_ban_count(&fx), 1);
+    for (int i = 0; i < 3; i++) {
+        zmq_send(b, "a", 1, ZMQ_SNDMORE);
+        zmq_send(b, "b", 1, ZMQ_SNDMORE);
+        zmq_send(b, "c", 1, 0);
+    }
+    for (double end = fx_now() + 10; fx_ban_count(&fx) < 2 && fx_now() < end;) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ(fx_ban_count(&fx), 2);
+    CHECK_EQ(fx_rogue_handshake(&fx, 1000), -1);
 
     zmq_close(a);
     zmq_close(b);
