@@ -105,6 +105,7 @@ int main(void)
     }
     CHECK(flood_msgs >= 500);
     fx_train_ms = 200;
+    unsigned long long msgs_at_start = flood_msgs;
     CHECK_EQ(fx_start_clients(&fx), 0);
     fx_join(&fx);
     flood_stop = 1;
@@ -133,9 +134,9 @@ int main(void)
     /* 4 honest connections and the flooder's one, never dropped: messages of exactly
      * net.max_message_bytes pass under CURVE (the transport allows for its overhead) */
     CHECK_EQ(st.accepted, NCLIENTS + 1);
-    /* the flood was a flood: far more than the rate limit lets through in the run */
-    CHECK_MSG(flood_msgs > 1000, "only %llu messages", flood_msgs);
-    CHECK(flood_big > 10);
+    /* the flood went on while the honest clients ran, with many maximum-size messages */
+    CHECK_MSG(flood_msgs - msgs_at_start >= 300, "only %llu messages during the run", flood_msgs - msgs_at_start);
+    CHECK_MSG(flood_big >= 100, "only %llu maximum-size messages", flood_big);
     CHECK_MSG(elapsed < 120, "run took %.1f s", elapsed); /* generous: rounds are bounded by round_timeout */
     printf("flood: %llu messages, %.1f MiB (%llu of %d KiB) in %.1f s; %lu handshakes admitted, %lu refused "
            "in cool-down\n",
