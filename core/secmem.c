@@ -1,12 +1,12 @@
 #include "core/secmem.h"
 
+#include "core/log.h"
+
 #include <errno.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-
-#include "core/log.h"
 
 static atomic_ulong unlocked;
 
@@ -41,4 +41,7 @@ void sl_secret_free(void *p)
         sodium_free(p); /* wipes, munlocks and unmaps */
 }
 
-unsigned long sl_secret_unlocked_count(void) { return atomic_load(&unlocked); }
+unsigned long sl_secret_unlocked_count(void)
+{
+    return atomic_load(&unlocked);
+}

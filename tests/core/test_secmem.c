@@ -2,6 +2,11 @@
  * usable to their last byte; a generated key pair is a valid CURVE pair (libzmq derives
  * the same public key from its secret); and when memory cannot be locked (RLIMIT_MEMLOCK
  * 0, CAP_IPC_LOCK dropped) allocation still works, with exactly one debug log line. */
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/secmem.h"
+#include "support/check.h"
+
 #include <linux/capability.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,11 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
-
-#include "core/keys.h"
-#include "core/log.h"
-#include "core/secmem.h"
-#include "support/check.h"
 
 static int all_zero(const uint8_t *p, size_t n)
 {

@@ -3,16 +3,16 @@
  * overall cap is refused while the admitted ones keep working, and once one of them
  * disconnects a new connection gets in. Over ipc:// (no address) only the overall cap
  * applies. */
+#include "core/log.h"
+#include "core/zap.h"
+#include "support/check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
-
-#include "core/log.h"
-#include "core/zap.h"
-#include "support/check.h"
 
 static void *server_socket(void *ctx, sl_zap_t *zap, const sl_keypair_t *kp, const char *endpoint,
                            const sl_zap_limits_t *lim, char *bound, size_t cap)

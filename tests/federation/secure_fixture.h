@@ -93,7 +93,7 @@ static inline void fx_reference(size_t n, uint64_t rounds, float *ref)
 static int fx_train_ms; /* simulated training time per update */
 
 static inline int fx_train(void *ctx, const sl_client_task_t *task, const float *global, float *delta,
-                    sl_update_info_t *info)
+                           sl_update_info_t *info)
 {
     (void)ctx, (void)global;
     if (fx_train_ms > 0) {
@@ -132,7 +132,8 @@ static inline void fx_init(fx_t *fx, const char *name)
     pthread_cond_init(&fx->ready, NULL);
 }
 
-static inline int fx_hook_authorize(void *ctx, uint64_t client_id, const sl_peer_t *peer, const sl_hello_info_t *hello)
+static inline int fx_hook_authorize(void *ctx, uint64_t client_id, const sl_peer_t *peer,
+                                    const sl_hello_info_t *hello)
 {
     fx_t *fx = ctx;
     return sl_identity_authorize(fx->identity, client_id, peer, hello);
@@ -261,14 +262,15 @@ static inline void *fx_clients(void *arg)
         rc = sl_client_new(&cl[i], &co);
     }
     if (!rc) {
-        sl_client_runtime_opts_t ro = {.transport = {.endpoint = fx->endpoint,
-                                                     .max_message_bytes = (size_t)fx->cfg.net.max_message_bytes,
-                                                     .heartbeat_ms = 500,
-                                                     .reconnect_ivl_ms = 50,
-                                                     .curve_public_z85 = fx->honest.public_z85,
-                                                     .curve_secret_z85 = fx->honest.secret_z85,
-                                                     .curve_server_z85 = fx->server.public_z85},
-                                       .coordinator_timeout = 20};
+        sl_client_runtime_opts_t ro = {
+            .transport = {.endpoint = fx->endpoint,
+                          .max_message_bytes = (size_t)fx->cfg.net.max_message_bytes,
+                          .heartbeat_ms = 500,
+                          .reconnect_ivl_ms = 50,
+                          .curve_public_z85 = fx->honest.public_z85,
+                          .curve_secret_z85 = fx->honest.secret_z85,
+                          .curve_server_z85 = fx->server.public_z85},
+            .coordinator_timeout = 20};
         rc = sl_client_run(cl, fx->nclients, &ro);
         for (size_t i = 0; i < fx->nclients; i++) {
             fx->client_done[i] = sl_client_state(cl[i]) == SL_CLIENT_DONE;

@@ -85,8 +85,8 @@ int main(void)
     CHECK_EQ(fx_rogue_handshake(&fx, 1000), -1);
     sl_zap_stats_t st = sl_zap_stats(fx.zap);
     CHECK(st.refused_banned >= 1);
-    CHECK_MSG(fx_now() - banned_at < COOLDOWN, "the refusals took %.2f s: too slow to be inside the cool-down",
-              fx_now() - banned_at);
+    CHECK_MSG(fx_now() - banned_at < COOLDOWN,
+              "the refusals took %.2f s: too slow to be inside the cool-down", fx_now() - banned_at);
     /* An honest key is unaffected meanwhile. */
     {
         void *h = zmq_socket(ctx, ZMQ_DEALER);

@@ -10,9 +10,9 @@
  * within a generous bound. The flood stops at 2 GiB or when the run ends. */
 #include "secure_fixture.h"
 
-#define NCLIENTS 4
-#define ROUNDS   5
-#define MAX_MSG  (256 * 1024)
+#define NCLIENTS        4
+#define ROUNDS          5
+#define MAX_MSG         (256 * 1024)
 #define FLOOD_BYTES_CAP (2ull << 30)
 
 static fx_t fx;
@@ -121,8 +121,8 @@ int main(void)
     }
     float ref[FX_DIM];
     fx_reference(NCLIENTS, ROUNDS, ref);
-    CHECK_MSG(memcmp(ref, fx.final_global, sizeof ref) == 0, "global differs: %g vs %g", (double)fx.final_global[0],
-              (double)ref[0]);
+    CHECK_MSG(memcmp(ref, fx.final_global, sizeof ref) == 0, "global differs: %g vs %g",
+              (double)fx.final_global[0], (double)ref[0]);
     /* the flooder was banned by key, the honest key never */
     CHECK(fx_banned(&fx, fx.rogue.public_z85));
     CHECK(!fx_banned(&fx, fx.honest.public_z85));
@@ -135,7 +135,8 @@ int main(void)
      * net.max_message_bytes pass under CURVE (the transport allows for its overhead) */
     CHECK_EQ(st.accepted, NCLIENTS + 1);
     /* the flood went on while the honest clients ran, with many maximum-size messages */
-    CHECK_MSG(flood_msgs - msgs_at_start >= 300, "only %llu messages during the run", flood_msgs - msgs_at_start);
+    CHECK_MSG(flood_msgs - msgs_at_start >= 300, "only %llu messages during the run",
+              flood_msgs - msgs_at_start);
     CHECK_MSG(flood_big >= 100, "only %llu maximum-size messages", flood_big);
     CHECK_MSG(elapsed < 120, "run took %.1f s", elapsed); /* generous: rounds are bounded by round_timeout */
     printf("flood: %llu messages, %.1f MiB (%llu of %d KiB) in %.1f s; %lu handshakes admitted, %lu refused "
