@@ -214,7 +214,8 @@ int cmd_client(int argc, char **argv)
             break;
         case OPT_CRASH_AT:
             if (parse_crash_at(optarg, &faults))
-                return cli_usage_error("client", "--crash-at: expected ROUND:task or ROUND:unmask (ROUND >= 1), got \"%s\"",
+                return cli_usage_error("client",
+                                       "--crash-at: expected ROUND:task or ROUND:unmask (ROUND >= 1), got \"%s\"",
                                        optarg);
             break;
         default:

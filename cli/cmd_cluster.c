@@ -376,7 +376,8 @@ int cmd_cluster(int argc, char **argv)
             long cr = end != optarg && *end == ':' ? strtol(end + 1, &pt, 10) : 0;
             /* checked here too: a client refusing it would be restarted over and over */
             if (ci < 0 || cr < 1 || !pt || *pt != ':' || (strcmp(pt + 1, "task") && strcmp(pt + 1, "unmask")))
-                return cli_usage_error("cluster", "--crash-client: expected CLIENT:ROUND:POINT, got \"%s\"", optarg);
+                return cli_usage_error("cluster", "--crash-client: expected CLIENT:ROUND:POINT, got \"%s\"",
+                                       optarg);
             if (n_crashes == MAX_CRASHES)
                 return cli_usage_error("cluster", "--crash-client: at most %d", MAX_CRASHES);
             crash_client[n_crashes] = ci;
@@ -451,7 +452,8 @@ int cmd_cluster(int argc, char **argv)
                                    crash_at[i], n_clients);
         for (int j = 0; j < i; j++)
             if (crash_client[j] / c.per_process == crash_client[i] / c.per_process)
-                return cli_usage_error("cluster", "--crash-client: clients %ld and %ld share a process (--per-process %d)",
+                return cli_usage_error("cluster",
+                                       "--crash-client: clients %ld and %ld share a process (--per-process %d)",
                                        crash_client[j], crash_client[i], c.per_process);
     }
 

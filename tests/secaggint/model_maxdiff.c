@@ -31,7 +31,8 @@ int main(int argc, char **argv)
         const sl_st_tensor_t *ta = &a.tensors[i];
         const sl_st_tensor_t *tb = sl_st_find(&b, ta->name);
         if (!tb || tb->ndim != ta->ndim || memcmp(tb->shape, ta->shape, ta->ndim * sizeof ta->shape[0])) {
-            fprintf(stderr, "model_maxdiff: tensor %s missing or of another shape in %s\n", ta->name, argv[2]);
+            fprintf(stderr, "model_maxdiff: tensor %s missing or of another shape in %s\n", ta->name,
+                    argv[2]);
             ok = 0;
             break;
         }
