@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct sl_client_trainer {
     sl_model_t *model; /* owned clone sharing the base's frozen weights */
@@ -21,6 +22,15 @@ struct sl_client_trainer {
     sl_task_hook_fn hook;
     void *hook_ctx;
 };
+
+/* CPU time of the calling thread (training runs on it; OpenBLAS with one thread too). */
+static double thread_cpu_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0.0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 int sl_client_trainer_new(sl_client_trainer_t **out, const sl_model_t *base, const sl_config_t *cfg,
                           sl_dataset_t *ds, size_t index)
@@ -111,6 +121,7 @@ static int on_train(void *ctx, const sl_client_task_t *task, const float *global
     cfg.train.batch_size = task->info.batch_size;
     cfg.train.fedprox_mu = task->info.fedprox_mu;
     sl_train_stats_t st;
+    double cpu0 = thread_cpu_seconds();
     rc = sl_train_local(t->model, &cfg, &t->train, task->round, task->client_id,
                         task->info.fedprox_mu > 0 ? global : NULL, &st);
     if (rc)
@@ -122,8 +133,10 @@ static int on_train(void *ctx, const sl_client_task_t *task, const float *global
     info->steps = st.steps;
     info->train_loss = st.loss;
     info->seconds = st.seconds;
-    SL_DEBUG("client %llu: round %llu trained %zu steps, loss %.4f", (unsigned long long)t->wire_id,
-             (unsigned long long)task->round, st.steps, st.loss);
+    /* wall and CPU time of this thread: bench/curve_round.sh splits a round's cost with it */
+    SL_DEBUG("client %llu: round %llu trained %zu steps in %.4f s (%.4f s CPU), loss %.4f",
+             (unsigned long long)t->wire_id, (unsigned long long)task->round, st.steps, st.seconds,
+             thread_cpu_seconds() - cpu0, st.loss);
     return 0;
 }
 
