@@ -19,6 +19,9 @@
  * next to it, floor_s_per_mb = 1/MBps_floor (seal + open of one MB). The handshake (and
  * the ZAP request) happens once per connection and is not part of these figures.
  */
+#include "core/keys.h"
+#include "core/transport.h"
+
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -26,9 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
-
-#include "core/keys.h"
-#include "core/transport.h"
 
 #define MAX_REPEATS 31
 
@@ -89,7 +89,8 @@ static void *client_main(void *arg)
             goto out;
     } else {
         for (size_t i = 0; i < j->pings; i++)
-            if (sl_transport_send(t, NULL, HDR, sizeof HDR, payload, j->bytes) || sl_transport_recv(t, &f, 30000))
+            if (sl_transport_send(t, NULL, HDR, sizeof HDR, payload, j->bytes) ||
+                sl_transport_recv(t, &f, 30000))
                 goto out;
     }
     j->seconds = sl_now() - t0;
@@ -124,8 +125,12 @@ static double trial(const char *endpoint, int curve, size_t bytes, size_t messag
         fprintf(stderr, "bench_curve_transport: server: %s\n", sl_last_error());
         goto out;
     }
-    client_job_t j = {.endpoint = sl_transport_endpoint(srv), .client_kp = curve ? &client_kp : NULL,
-                      .server_pub = server_kp.public_z85, .bytes = bytes, .messages = messages, .pings = pings};
+    client_job_t j = {.endpoint = sl_transport_endpoint(srv),
+                      .client_kp = curve ? &client_kp : NULL,
+                      .server_pub = server_kp.public_z85,
+                      .bytes = bytes,
+                      .messages = messages,
+                      .pings = pings};
     pthread_t th;
     if (pthread_create(&th, NULL, client_main, &j) != 0)
         goto out;
@@ -140,14 +145,15 @@ static double trial(const char *endpoint, int curve, size_t bytes, size_t messag
     for (size_t i = 0; ok && i < expect; i++) {
         ok = sl_transport_recv(srv, &f, 60000) == 0 && f.payload_len == bytes;
         if (ok && (!messages || i + 1 == expect))
-            ok = sl_transport_send(srv, &peer, HDR, sizeof HDR, messages ? NULL : f.payload, messages ? 0 : bytes) == 0;
+            ok = sl_transport_send(srv, &peer, HDR, sizeof HDR, messages ? NULL : f.payload,
+                                   messages ? 0 : bytes) == 0;
     }
     pthread_join(th, NULL);
     if (ok && j.rc == 0)
         result = j.seconds;
     else
-        fprintf(stderr, "bench_curve_transport: trial failed (%s, curve %d, %zu B): %s\n", endpoint, curve, bytes,
-                sl_last_error());
+        fprintf(stderr, "bench_curve_transport: trial failed (%s, curve %d, %zu B): %s\n", endpoint, curve,
+                bytes, sl_last_error());
 out:
     sl_transport_destroy(&srv);
     if (ctx)
@@ -232,13 +238,14 @@ int main(int argc, char **argv)
             spread(off, repeats, &lo_off, &hi_off);
             double m_on = median(on, repeats), m_off = median(off, repeats);
             double extra = 1.0 / m_on - 1.0 / m_off;
-            printf("{\"name\":\"curve_throughput\",\"endpoint\":\"%s\",\"message_bytes\":%zu,\"messages\":%zu,"
-                   "\"repeats\":%d,\"unit\":\"MB/s\",\"median_curve\":%.1f,\"median_plain\":%.1f,"
-                   "\"spread_curve\":[%.1f,%.1f],\"spread_plain\":[%.1f,%.1f],\"ratio_time_curve_plain\":%.3f,"
-                   "\"curve_extra_s_per_mb\":%.6f,\"floor_box_seal_open_mb_s\":%.1f,\"floor_s_per_mb\":%.6f,"
-                   "\"extra_vs_floor\":%.2f}\n",
-                   endpoints[e][0], bytes, messages, repeats, m_on, m_off, lo_on, hi_on, lo_off, hi_off, m_off / m_on,
-                   extra, floor_mbs, 1.0 / floor_mbs, extra * floor_mbs);
+            printf(
+                "{\"name\":\"curve_throughput\",\"endpoint\":\"%s\",\"message_bytes\":%zu,\"messages\":%zu,"
+                "\"repeats\":%d,\"unit\":\"MB/s\",\"median_curve\":%.1f,\"median_plain\":%.1f,"
+                "\"spread_curve\":[%.1f,%.1f],\"spread_plain\":[%.1f,%.1f],\"ratio_time_curve_plain\":%.3f,"
+                "\"curve_extra_s_per_mb\":%.6f,\"floor_box_seal_open_mb_s\":%.1f,\"floor_s_per_mb\":%.6f,"
+                "\"extra_vs_floor\":%.2f}\n",
+                endpoints[e][0], bytes, messages, repeats, m_on, m_off, lo_on, hi_on, lo_off, hi_off,
+                m_off / m_on, extra, floor_mbs, 1.0 / floor_mbs, extra * floor_mbs);
             fflush(stdout);
         }
         /* Latency: 64-byte ping-pong. */
