@@ -306,6 +306,12 @@ int cmd_coordinator(int argc, char **argv)
         if ((rc = sl_dp_coord_new(&hooks.dp, &cfg, dim)) != 0 ||
             (rc = sl_dp_aggregator_new(&eo.aggregator, hooks.dp)) != 0)
             goto cleanup;
+        /* write-ahead privacy ledger: opened before the engine restores the checkpoint, which
+         * replays the charges recorded after it (coordinator/dp.h) */
+        char ledger[4096];
+        snprintf(ledger, sizeof ledger, "%s/privacy.ledger", sl_runlog_dir(runlog));
+        if ((rc = sl_dp_coord_open_ledger(hooks.dp, ledger, have_ck)) != 0)
+            goto cleanup;
         SL_INFO("dp: mode %s, clip %g%s, noise multiplier %g, delta %g, target epsilon %g",
                 sl_config_enum_name("dp", "mode", cfg.dp.mode), cfg.dp.clip, cfg.dp.adaptive_clip ? " (adaptive)" : "",
                 cfg.dp.noise_multiplier, cfg.dp.delta, cfg.dp.target_epsilon);

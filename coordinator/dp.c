@@ -1,6 +1,7 @@
 /* coordinator/dp: the DP aggregator, the accountant in the round hooks, checkpoint state. */
 #include "coordinator/dp.h"
 
+#include "coordinator/ledger.h"
 #include "coordinator/secagg.h"
 #include "core/bytes.h"
 #include "core/log.h"
@@ -14,8 +15,9 @@
 #include <string.h>
 
 #define EXT_MAGIC   "SLDX"
-#define EXT_VERSION 1u
-#define EXT_HEADER  20 /* magic 4, version 4, flags 4, accountant length 8 */
+#define EXT_VERSION 2u
+#define EXT_HEADER  28 /* magic 4, version 4, flags 4, ledger records covered 8, accountant length 8 */
+#define EXT_HEADER1 20 /* version 1 (before the ledger): no ledger count */
 
 struct sl_dp_coord {
     sl_config_t cfg;
@@ -46,12 +48,17 @@ struct sl_dp_coord {
     int64_t unreleased; /* local mode: attempts of this round whose noised reports were seen, not released */
     double last_q, last_z;
 
+    uint32_t attempt; /* the engine's attempt of the round (from its TASK) */
+    sl_ledger_t *ledger; /* write-ahead record of every charge (sl_dp_coord_open_ledger), owned */
+
     /* distributed DP with secure aggregation (secagg.enabled): the secure sum is `secure`,
-     * owned; the accountant is charged when that sum is unmasked (charge_unmasked) */
+     * owned; the accountant is charged at its unmask gate (unmask_gate) */
     sl_aggregator_t *secure;
     sl_quant_t sa_q;    /* this round's quantizer, as the secure aggregator and the clients derive it */
-    int sa_charged;     /* this attempt's unmasked sum was charged */
+    int sa_charged;     /* this attempt's sum was charged (and then unmasked) */
     size_t sa_included; /* noise shares in it */
+    int sa_gate_rc;     /* the gate refused this attempt: SL_EBUDGET, or why the charge failed */
+    char sa_gate_msg[480];
 };
 
 /* ---- configuration ------------------------------------------------------------------------ */
@@ -101,6 +108,8 @@ int sl_dp_coord_check_config(const sl_config_t *cfg)
     return 0;
 }
 
+static int unmask_gate(void *ctx, size_t inputs);
+
 int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
 {
     *out = NULL;
@@ -137,7 +146,8 @@ int sl_dp_coord_new(sl_dp_coord_t **out, const sl_config_t *cfg, size_t dim)
             rc = sl_error_wrap(SL_ECONFIG, "dp with secagg");
             goto fail;
         }
-        if ((rc = sl_aggregator_secagg_new(&dp->secure, cfg, dim)))
+        if ((rc = sl_aggregator_secagg_new(&dp->secure, cfg, dim)) ||
+            (rc = sl_aggregator_secagg_set_unmask_gate(dp->secure, unmask_gate, dp)))
             goto fail;
     }
     dp->adaptive = cfg->dp.adaptive_clip != 0;
@@ -164,6 +174,7 @@ void sl_dp_coord_destroy(sl_dp_coord_t **p)
         return;
     sl_dp_coord_t *dp = *p;
     sl_dp_accountant_destroy(&dp->acc);
+    sl_ledger_close(&dp->ledger);
     sl_aggregator_destroy(&dp->secure);
     free(dp->sum);
     sl_aggregator_destroy(&dp->mean);
@@ -221,6 +232,29 @@ static int round_charge(const sl_dp_coord_t *dp, double q, int64_t reported, dou
                                   dp->dim, reported > 0 ? (size_t)reported : 0);
     return isnan(*za) ? sl_error(SL_EINVAL, "dp: no quantizer for round %llu", (unsigned long long)dp->round)
                       : 0;
+}
+
+/* Charge the accountant: write-ahead, so the record is durable in the ledger (when there is
+ * one) before the charge takes effect; a resumed run replays it (sl_dp_coord_load). */
+static int charge(sl_dp_coord_t *dp, double q, double z, int64_t steps, size_t inputs)
+{
+    int rc;
+    if (dp->ledger) {
+        sl_ledger_record_t rec = {.round = dp->round,
+                                  .attempt = dp->attempt,
+                                  .inputs = inputs > UINT32_MAX ? UINT32_MAX : (uint32_t)inputs,
+                                  .mode = (uint32_t)dp->plan.mode,
+                                  .q = q,
+                                  .z = z,
+                                  .steps = (uint64_t)steps};
+        if ((rc = sl_ledger_append(dp->ledger, &rec)))
+            return rc;
+    }
+    if ((rc = sl_dp_accountant_step(dp->acc, q, z, steps)))
+        return rc;
+    dp->last_q = q;
+    dp->last_z = z;
+    return 0;
 }
 
 /* ---- the aggregator ---------------------------------------------------------------------- */
@@ -339,6 +373,7 @@ static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_
     sl_dp_coord_t *dp = self;
     dp->sa_charged = 0;
     dp->sa_included = 0;
+    dp->sa_gate_rc = 0;
     dp->sampled = n;
     dp->registered = dp->engine ? sl_engine_registered(dp->engine) : dp->population;
     int rc = plan_round(dp, round);
@@ -350,57 +385,77 @@ static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_
     return dp->secure->begin_round(dp->secure->self, round, clients, n, emit);
 }
 
-/* Charge the accountant as soon as the secure sum is unmasked: from then on the coordinator
- * can compute the noised sum, whether or not the engine goes on to release it (it may still
- * fail the attempt, e.g. when too few UPDATEs arrived, and retry the round). The charge
- * follows the number of noise shares actually in the sum. An attempt that aborts before
- * unmasking revealed nothing (masked inputs alone are uniformly random) and costs nothing. */
-static int charge_unmasked(sl_dp_coord_t *dp)
+/* The secure sum's unmask gate (sl_aggregator_secagg_set_unmask_gate): called right
+ * before the server computes the noised sum of `inputs` noise shares. From then on the
+ * coordinator can compute it, whether or not the engine goes on to release it (it may still
+ * fail the attempt, e.g. when too few UPDATEs arrived, and retry the round), so this is
+ * where the attempt is charged, after the ledger record is durable. The budget is checked
+ * here too: if this charge would bring epsilon above dp.target_epsilon, the gate refuses,
+ * the attempt aborts with nothing revealed and nothing charged, and the run ends with
+ * status "budget" (dpsa_* return SL_EBUDGET). An attempt that aborts before the gate
+ * revealed nothing (masked inputs alone are uniformly random) and costs nothing. */
+static int unmask_gate(void *ctx, size_t inputs)
 {
-    size_t included = 0;
-    if (dp->sa_charged || !sl_aggregator_secagg_unmasked(dp->secure, &included))
+    sl_dp_coord_t *dp = ctx;
+    if (dp->sa_charged) /* once per attempt (the server calls it once per round) */
         return 0;
-    dp->sa_charged = 1;
-    dp->sa_included = included;
-    if (included < (size_t)dp->cfg.federation.min_clients) /* the server aborts first; never expected */
+    if (inputs < (size_t)dp->cfg.federation.min_clients) /* the server aborts first; never expected */
         SL_WARN("dp: round %llu: the secure sum holds %zu noise shares, fewer than min_clients = %lld",
-                (unsigned long long)dp->round, included, (long long)dp->cfg.federation.min_clients);
-    double qa, za;
-    int rc = round_charge(dp, round_q(dp), (int64_t)included, &qa, &za);
+                (unsigned long long)dp->round, inputs, (long long)dp->cfg.federation.min_clients);
+    double qa, za, eps = NAN;
+    int stop = 0;
+    int rc = round_charge(dp, round_q(dp), (int64_t)inputs, &qa, &za);
+    if (!rc && dp->cfg.dp.target_epsilon > 0)
+        rc = sl_dp_accountant_would_exceed(dp->acc, qa, za, dp->cfg.dp.delta, dp->cfg.dp.target_epsilon, &stop,
+                                           &eps);
+    if (!rc && stop)
+        rc = sl_error(SL_EBUDGET,
+                      "dp: round %llu (attempt %u): unmasking its secure sum of %zu noise shares (q %.4g, noise "
+                      "multiplier %.4g) would bring epsilon to %.4g, above dp.target_epsilon = %g: not unmasked "
+                      "(nothing revealed, nothing charged); the budget is spent",
+                      (unsigned long long)dp->round, dp->attempt, inputs, qa, za, eps, dp->cfg.dp.target_epsilon);
     if (!rc)
-        rc = sl_dp_accountant_step(dp->acc, qa, za, 1);
-    if (rc)
+        rc = charge(dp, qa, za, 1, inputs);
+    if (rc) {
+        dp->sa_gate_rc = rc;
+        snprintf(dp->sa_gate_msg, sizeof dp->sa_gate_msg, "%s", sl_last_error());
         return rc;
-    dp->last_q = qa;
-    dp->last_z = za;
-    SL_INFO("dp: round %llu: secure sum of %zu noise shares unmasked, charged q %.4g, noise multiplier %.4g",
-            (unsigned long long)dp->round, included, qa, za);
+    }
+    dp->sa_charged = 1;
+    dp->sa_included = inputs;
+    SL_INFO("dp: round %llu: secure sum of %zu noise shares charged (q %.4g, noise multiplier %.4g), unmasking",
+            (unsigned long long)dp->round, inputs, qa, za);
     return 0;
+}
+
+/* After a call into the secure aggregator: a refusal at the gate is the run's business (the
+ * aggregator itself only saw an aborted attempt). */
+static int gate_result(sl_dp_coord_t *dp, int rc)
+{
+    if (dp->sa_gate_rc)
+        return sl_error(dp->sa_gate_rc, "%s", dp->sa_gate_msg);
+    return rc;
 }
 
 static int dpsa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *blob, size_t len,
                     const sl_agg_emit_t *emit)
 {
     sl_dp_coord_t *dp = self;
-    int rc = dp->secure->secagg_message(dp->secure->self, client, stage, blob, len, emit);
-    int crc = charge_unmasked(dp); /* even if the message itself was refused */
-    return crc ? crc : rc;
+    return gate_result(dp, dp->secure->secagg_message(dp->secure->self, client, stage, blob, len, emit));
 }
 
 static int dpsa_tick(void *self, double now, const sl_agg_emit_t *emit)
 {
     sl_dp_coord_t *dp = self;
-    int rc = dp->secure->tick ? dp->secure->tick(dp->secure->self, now, emit) : 0;
-    int crc = charge_unmasked(dp);
-    return crc ? crc : rc;
+    return gate_result(dp, dp->secure->tick ? dp->secure->tick(dp->secure->self, now, emit) : 0);
 }
 
 static int dpsa_dropped(void *self, uint64_t client, const sl_agg_emit_t *emit)
 {
     sl_dp_coord_t *dp = self;
-    int rc = dp->secure->client_dropped ? dp->secure->client_dropped(dp->secure->self, client, emit) : 0;
-    int crc = charge_unmasked(dp); /* a dropout can close the unmasking stage */
-    return crc ? crc : rc;
+    /* a dropout can close the unmasking stage */
+    return gate_result(dp, dp->secure->client_dropped ? dp->secure->client_dropped(dp->secure->self, client, emit)
+                                                      : 0);
 }
 
 static double dpsa_next_deadline(void *self)
@@ -425,11 +480,9 @@ static int dpsa_ready(void *self)
 static int dpsa_finish(void *self, float *out, size_t dim, sl_agg_result_t *res)
 {
     sl_dp_coord_t *dp = self;
-    int rc = charge_unmasked(dp); /* before finish, which destroys the server */
-    if (rc)
-        return rc;
     /* out (dim) = decoded noised sum / included count */
-    if ((rc = dp->secure->finish(dp->secure->self, out, dim, res)))
+    int rc = gate_result(dp, dp->secure->finish(dp->secure->self, out, dim, res));
+    if (rc)
         return rc;
     if (!dp->sa_charged || res->count != dp->sa_included)
         return sl_error(SL_ESTATE, "dp: round %llu: secure sum of %zu inputs released but %zu were charged",
@@ -482,10 +535,15 @@ int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *
         if (rc)
             return rc;
     }
+    dp->attempt = task->attempt; /* for the ledger's records */
     task->dp_mode = (uint8_t)dp->plan.mode;
     task->dp_clip = dp->plan.clip;
     task->dp_noise = sl_dp_round_client_noise_multiplier(&dp->plan);
-    if (dp->cfg.dp.target_epsilon > 0) { /* round 1, or a resumed run whose budget is spent */
+    /* Round 1, or a resumed run whose budget is spent: fail before anyone trains. A retry
+     * under SecAgg is left to the unmask gate, which decides with the inputs actually in
+     * the sum (>= min_clients, so it never allows more than this check would) and ends the
+     * run with status "budget" instead of failing it. */
+    if (dp->cfg.dp.target_epsilon > 0 && !(dp->secure && task->attempt > 0)) {
         double qa, za, eps = NAN;
         int stop = 0;
         int rc = round_charge(dp, round_q(dp), dp->cfg.federation.min_clients, &qa, &za);
@@ -522,11 +580,9 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
     if (!dp->secure) { /* with secure aggregation the round was charged when its sum was unmasked */
         if ((rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za)))
             return rc;
-        if ((rc = sl_dp_accountant_step(dp->acc, qa, za, 1 + dp->unreleased)))
+        if ((rc = charge(dp, qa, za, 1 + dp->unreleased, dp->pending_reported)))
             return rc;
         dp->unreleased = 0;
-        dp->last_q = qa;
-        dp->last_z = za;
     }
     double eps = 0;
     if ((rc = sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL)))
@@ -572,10 +628,14 @@ int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
         free(acc);
         return sl_error(SL_ENOMEM, "dp: out of memory (checkpoint state)");
     }
+    size_t covered = 0; /* every ledger record is in this accountant */
+    if (dp->ledger)
+        (void)sl_ledger_records(dp->ledger, &covered);
     memcpy(b, EXT_MAGIC, 4);
     sl_put_le32(b + 4, EXT_VERSION);
     sl_put_le32(b + 8, dp->adaptive ? 1u : 0u);
-    sl_put_le64(b + 12, acc_len);
+    sl_put_le64(b + 12, covered);
+    sl_put_le64(b + 20, acc_len);
     memcpy(b + EXT_HEADER, acc, acc_len);
     free(acc);
     if (dp->adaptive) {
@@ -591,35 +651,85 @@ int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* Replay into acc the ledger records the checkpoint does not cover (its accountant holds the
+ * first `covered`): the charges of a coordinator stopped between a charge and the next
+ * checkpoint. The covered ones must add up to the accountant's steps (else the ledger is
+ * another run's, or was cut). */
+static int replay_ledger(sl_dp_coord_t *dp, sl_dp_accountant_t *acc, uint64_t covered)
+{
+    size_t n = 0;
+    const sl_ledger_record_t *r = sl_ledger_records(dp->ledger, &n);
+    const char *path = sl_ledger_path(dp->ledger);
+    if (covered > n)
+        return sl_error(SL_EFORMAT,
+                        "%s holds %zu privacy charges but the checkpoint covers %llu: the ledger was cut or is "
+                        "not this run's; resuming would forget privacy spent",
+                        path, n, (unsigned long long)covered);
+    uint64_t steps = 0;
+    for (size_t i = 0; i < covered; i++)
+        steps += r[i].steps;
+    if ((int64_t)steps != sl_dp_accountant_total_steps(acc))
+        return sl_error(SL_EFORMAT,
+                        "%s: its first %llu charges hold %llu steps, the checkpoint's accountant %lld: the ledger "
+                        "is not this run's",
+                        path, (unsigned long long)covered, (unsigned long long)steps,
+                        (long long)sl_dp_accountant_total_steps(acc));
+    for (size_t i = (size_t)covered; i < n; i++) {
+        int rc = sl_dp_accountant_step(acc, r[i].q, r[i].z, (int64_t)r[i].steps);
+        if (rc)
+            return rc;
+        SL_WARN("dp: %s: record %zu (round %llu, attempt %u: q %.4g, noise multiplier %.4g, %llu step(s)) is newer "
+                "than the checkpoint: charged again (the coordinator stopped after that charge, before the "
+                "round's checkpoint)",
+                path, i, (unsigned long long)r[i].round, r[i].attempt, r[i].q, r[i].z,
+                (unsigned long long)r[i].steps);
+    }
+    return 0;
+}
+
 int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
 {
     if (!buf || len == 0)
         return sl_error(SL_EFORMAT, "dp: the checkpoint has no DP state (was the run started without DP?); "
                                     "resuming would lose the privacy spent so far");
-    if (len < EXT_HEADER || memcmp(buf, EXT_MAGIC, 4) != 0)
+    if (len < EXT_HEADER1 || memcmp(buf, EXT_MAGIC, 4) != 0)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: bad magic or truncated (%zu bytes)", len);
     uint32_t ver = sl_get_le32(buf + 4), flags = sl_get_le32(buf + 8);
-    uint64_t acc_len = sl_get_le64(buf + 12);
-    if (ver != EXT_VERSION)
-        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads %u)", ver,
+    if (ver != EXT_VERSION && ver != 1u)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: version %u (this build reads 1 and %u)", ver,
                         EXT_VERSION);
+    size_t head = ver == 1u ? EXT_HEADER1 : EXT_HEADER;
+    if (len < head)
+        return sl_error(SL_EFORMAT, "dp: checkpoint DP state: truncated (%zu bytes)", len);
+    uint64_t covered = ver == 1u ? 0 : sl_get_le64(buf + 12);
+    uint64_t acc_len = sl_get_le64(buf + head - 8);
     if (flags > 1u)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: unknown flags %#x", flags);
     int has_ac = (int)(flags & 1u);
     size_t need_ac = has_ac ? SL_DP_ADAPTIVE_CLIP_BYTES : 0;
-    if (acc_len > len - EXT_HEADER || len - EXT_HEADER - acc_len != need_ac)
+    if (acc_len > len - head || len - head - acc_len != need_ac)
         return sl_error(SL_EFORMAT, "dp: checkpoint DP state: length %zu does not match its contents", len);
     if (has_ac != dp->adaptive)
         return sl_error(SL_EFORMAT,
                         "dp: checkpoint DP state %s adaptive-clip state but dp.adaptive_clip = %s",
                         has_ac ? "has" : "lacks", dp->adaptive ? "true" : "false");
     sl_dp_accountant_t *acc = NULL;
-    int rc = sl_dp_accountant_decode(buf + EXT_HEADER, (size_t)acc_len, &acc);
+    int rc = sl_dp_accountant_decode(buf + head, (size_t)acc_len, &acc);
     if (rc)
         return rc;
     sl_dp_adaptive_clip_t ac = dp->ac;
-    if (has_ac &&
-        (rc = sl_dp_adaptive_clip_decode(&ac, buf + EXT_HEADER + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES))) {
+    if (has_ac && (rc = sl_dp_adaptive_clip_decode(&ac, buf + head + acc_len, SL_DP_ADAPTIVE_CLIP_BYTES))) {
+        sl_dp_accountant_destroy(&acc);
+        return rc;
+    }
+    if (dp->ledger && ver == 1u) { /* a checkpoint from before the ledger: nothing to replay */
+        size_t n = 0;
+        (void)sl_ledger_records(dp->ledger, &n);
+        covered = n;
+        SL_WARN("dp: the checkpoint predates the privacy ledger: no charges replayed from %s",
+                sl_ledger_path(dp->ledger));
+    }
+    if (dp->ledger && (rc = replay_ledger(dp, acc, covered))) {
         sl_dp_accountant_destroy(&acc);
         return rc;
     }
@@ -630,6 +740,22 @@ int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len)
     if (sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL) == 0)
         SL_INFO("dp: resumed: %lld rounds charged, epsilon %.4g so far",
                 (long long)sl_dp_accountant_total_steps(acc), eps);
+    return 0;
+}
+
+int sl_dp_coord_open_ledger(sl_dp_coord_t *dp, const char *path, int resume)
+{
+    sl_ledger_t *l = NULL;
+    int rc = resume ? sl_ledger_open(&l, path) : sl_ledger_create(&l, path);
+    if (rc == SL_ENOTFOUND)
+        return sl_error(SL_ENOTFOUND,
+                        "dp: %s is missing: without the privacy ledger the resumed run could forget privacy "
+                        "spent after the last checkpoint",
+                        path);
+    if (rc)
+        return rc;
+    sl_ledger_close(&dp->ledger);
+    dp->ledger = l;
     return 0;
 }
 

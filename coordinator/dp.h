@@ -34,6 +34,14 @@
  *     earlier attempt whose noised reports the coordinator saw.
  *   * q = sampled / registered clients (sl_engine_registered when the engine is attached
  *     with sl_dp_coord_set_engine, else the population given to sl_dp_coord_set_population).
+ *   * The privacy ledger (sl_dp_coord_open_ledger; the CLI keeps it at <run dir>/privacy.ledger,
+ *     format in coordinator/ledger.h): every charge, in every mode, is appended and fsync'd
+ *     before it takes effect (with secure aggregation: at the unmask gate, before the sum is
+ *     computed; otherwise in round_end, before the accountant steps). The checkpoint's DP
+ *     state says how many records its accountant holds; sl_dp_coord_load replays the newer
+ *     ones, so a coordinator killed between a charge and the round's checkpoint resumes with
+ *     epsilon >= the true spend (equal when the charged attempt's round is then redone: the
+ *     redone round is charged again, as the unmasked sum it replaces may have been seen).
  *   * The budget (dp.target_epsilon > 0): after each round, round_end asks the accountant
  *     whether one more round at its expected charge would exceed the target (the last
  *     round's q; in distributed mode the count is taken as the quorum min_clients, the
@@ -67,8 +75,14 @@
  *     attempt that aborts before unmasking revealed nothing and is not charged; one whose
  *     sum was unmasked but that the engine then retried (e.g. too few UPDATEs arrived) is.
  *     round_end only reports epsilon and checks the budget (next round at r = min_clients).
- *     A coordinator killed between an unmasking and the round's checkpoint forgets that
- *     charge on resume (the resumed round draws fresh noise).
+ *   * The unmask gate (sl_aggregator_secagg_set_unmask_gate) is where the charge happens:
+ *     the server calls it once all the shares it needs are in, right before it rebuilds any
+ *     secret, with r. The gate first checks the budget: if charging this attempt would bring
+ *     epsilon above dp.target_epsilon (a retry whose earlier attempt was already charged, or
+ *     a q that grew), it refuses: the attempt aborts with nothing revealed and nothing
+ *     charged, and the aggregator returns SL_EBUDGET, so the engine ends the run with status
+ *     "budget". Else the ledger record is written, the accountant charged, and the sum
+ *     computed. An abort after the gate (corrupt shares) stays charged.
  *
  * The aggregator borrows the sl_dp_coord_t: destroy the engine (which owns the aggregator)
  * before the coordinator state. Not thread-safe (one engine, one thread).
@@ -118,19 +132,33 @@ void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population);
  * prepare_task: fills task->dp_mode, dp_clip (this round's C), dp_noise (the client's
  *   noise std / C); SL_EBUDGET if the budget cannot pay for this round at all. */
 SL_NODISCARD int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *task);
-/* round_end: steps the accountant with this round's (q, z) (with secagg: already charged
- * at unmasking, see above), sets rep->epsilon; returns
+/* round_end: charges this round's (q, z) (ledger, then accountant; with secagg: already
+ * charged at the unmask gate, see above), sets rep->epsilon; returns
  * SL_EBUDGET when the next round would exceed dp.target_epsilon (and this was not the
  * last round), 0 otherwise, < 0 on error. */
 SL_NODISCARD int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep);
-/* Checkpoint state: "SLDX" magic, u32 version 1, u32 flags (bit 0: adaptive state
- * present), u64 accountant length, the accountant (sl_dp_accountant_encode), then the
- * adaptive-clip blob (SL_DP_ADAPTIVE_CLIP_BYTES) when flagged. *out malloc'd (free). */
+/* Checkpoint state: "SLDX" magic, u32 version 2, u32 flags (bit 0: adaptive state
+ * present), u64 ledger records covered (the accountant holds the ledger's first that many
+ * charges; 0 without a ledger), u64 accountant length, the accountant
+ * (sl_dp_accountant_encode), then the adaptive-clip blob (SL_DP_ADAPTIVE_CLIP_BYTES) when
+ * flagged. *out malloc'd (free). */
 SL_NODISCARD int sl_dp_coord_save(sl_dp_coord_t *dp, uint8_t **out, size_t *len);
 /* Restore from sl_dp_coord_save's bytes (len == 0: a checkpoint without DP state, e.g. a
- * run that had DP off: SL_EFORMAT, resuming would under-count). Never reads past len;
- * SL_EFORMAT with a message on bad input. */
+ * run that had DP off: SL_EFORMAT, resuming would under-count). Version 1 (no ledger count)
+ * is read too. With a ledger open: the ledger records after the covered ones are charged
+ * to the restored accountant (a warning each); SL_EFORMAT if the ledger has fewer records
+ * than covered or its covered records do not add up to the accountant's steps (another
+ * run's ledger). Never reads past len; SL_EFORMAT with a message on bad input; dp is
+ * unchanged on error. */
 SL_NODISCARD int sl_dp_coord_load(sl_dp_coord_t *dp, const uint8_t *buf, size_t len);
+
+/* The write-ahead privacy ledger at path (see "The privacy ledger" above). resume = 0:
+ * created anew (an earlier run's file there is replaced). resume = 1: the existing file is
+ * read and checked (SL_ENOTFOUND with a message if missing, SL_EFORMAT if corrupt; a torn
+ * last record is cut off with a warning) and kept for sl_dp_coord_load to replay: open it
+ * before the engine loads the checkpoint (sl_engine_new). Without a ledger charges are not
+ * crash-safe (library callers without a run folder). */
+SL_NODISCARD int sl_dp_coord_open_ledger(sl_dp_coord_t *dp, const char *path, int resume);
 
 /* Hook functions with ctx = the sl_dp_coord_t (for callers without other hooks, e.g.
  * tests): sets prepare_task, round_end, ext_save, ext_load and hook_ctx. */

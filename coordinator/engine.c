@@ -480,6 +480,18 @@ static int finish_run(sl_engine_t *e, const char *status)
     return send_bye_all(e, status);
 }
 
+/* An aggregator call failed. SL_EBUDGET (the DP aggregator refused to unmask a secure sum
+ * the privacy budget cannot pay for; nothing was revealed) ends the run cleanly with status
+ * "budget"; anything else fails it. */
+static int agg_failed(sl_engine_t *e, int rc, const char *what)
+{
+    if (rc == SL_EBUDGET) {
+        SL_WARN("coordinator: round %llu: %s", (unsigned long long)e->round, sl_last_error());
+        return finish_run(e, "budget");
+    }
+    return fail_hook(e, rc, what);
+}
+
 static int eval_due(const sl_engine_t *e, uint64_t round)
 {
     uint64_t every = (uint64_t)e->cfg.federation.eval_every;
@@ -781,7 +793,7 @@ static int close_round(sl_engine_t *e, double now)
         return start_attempt(e, now);
     }
     if (agg_rc)
-        return fail_hook(e, agg_rc, "aggregator finish");
+        return agg_failed(e, agg_rc, "aggregator finish");
     if ((rc = sl_strategy_apply(e->strategy, e->global, e->agg_out)))
         return fail_hook(e, rc, "strategy");
     sl_round_report_t *r = &e->rep;
@@ -1271,7 +1283,7 @@ static int agg_client_dropped(sl_engine_t *e, const client_t *c, int had_answere
         return 0;
     sl_agg_emit_t emit = {agg_emit, e, now};
     int rc = e->agg->client_dropped(e->agg->self, c->id, &emit);
-    return rc ? fail_hook(e, rc, "aggregator client_dropped") : 0;
+    return rc ? agg_failed(e, rc, "aggregator client_dropped") : 0;
 }
 
 /* A registered client is gone (BYE, unreachable, banned): out of the running round. */
@@ -1424,7 +1436,7 @@ int sl_engine_on_message(sl_engine_t *e, const sl_peer_t *peer, const uint8_t *h
                 return send_error(e, peer, c->id, SL_WERR_MALFORMED, why);
             }
             if (rc)
-                return fail_hook(e, rc, "aggregator secagg_message");
+                return agg_failed(e, rc, "aggregator secagg_message");
             return maybe_close(e, now);
         }
     case SL_MSG_BYE:
@@ -1483,7 +1495,7 @@ int sl_engine_tick(sl_engine_t *e, double now)
         if (e->agg->tick) {
             sl_agg_emit_t emit = {agg_emit, e, now};
             if ((rc = e->agg->tick(e->agg->self, now, &emit)))
-                return fail_hook(e, rc, "aggregator tick");
+                return agg_failed(e, rc, "aggregator tick");
         }
         if (now >= e->deadline)
             return close_round(e, now);

@@ -69,7 +69,10 @@ typedef enum {
 
 /* Hooks: all optional (NULL). Each gets opts.hook_ctx. A hook returning < 0 fails the run
  * with that code (its sl_error message kept), except round_end returning SL_EBUDGET,
- * which ends the run cleanly (status "budget": the privacy budget is spent). */
+ * which ends the run cleanly (status "budget": the privacy budget is spent). So does an
+ * aggregator call (secagg_message, tick, client_dropped, finish) returning SL_EBUDGET: the
+ * DP aggregator refused to unmask a secure sum the budget cannot pay for; the round is
+ * abandoned unreleased and the checkpoint stays at the last completed round. */
 typedef struct {
     /* Centralized evaluation of the global vector (the CLI runs sl_evaluate on the held-out
      * users). Fill out->examples/loss/accuracy/macro_f1. */

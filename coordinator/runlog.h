@@ -4,6 +4,8 @@
  *   <out_dir>/<name>/metrics.jsonl   one JSON object per completed round (fields below)
  *   <out_dir>/<name>/summary.json    written at the end (status, rounds, final/best metrics)
  *   <out_dir>/<name>/checkpoints/last.ckpt   the latest checkpoint (coordinator/checkpoint)
+ *   <out_dir>/<name>/privacy.ledger          DP runs: every privacy charge, write-ahead
+ *                                            (coordinator/ledger.h; written by the CLI)
  *
  * metrics.jsonl fields: round, attempt, sampled, reported, dropped, rejected, late,
  * train_loss, eval_loss, accuracy (federated evaluation, weighted by test examples),

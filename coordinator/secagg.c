@@ -26,6 +26,8 @@ typedef struct {
     uint8_t *unmasked;        /* (n) 1 = the client's UNMASK_RESP arrived, 2 = it is gone before */
     size_t n_unmasked, n_waived; /* answers; included clients gone before answering */
     double now, done_at;         /* latest engine clock seen; when DONE was reached (NAN before) */
+    sl_secagg_unmask_gate_fn gate; /* given to each round's server (sl_aggregator_secagg_set_unmask_gate) */
+    void *gate_ctx;
     /* metrics of this attempt (sa_stats) */
     sl_secagg_report_t rep;
     double opened_at[SL_SECAGG_NSTAGES];
@@ -185,6 +187,8 @@ static int sa_begin(void *self, uint64_t round, const uint64_t *clients, size_t 
     if (!rc)
         rc = sl_secagg_server_new(&a->s, &p);
     if (!rc)
+        sl_secagg_server_set_unmask_gate(a->s, a->gate, a->gate_ctx);
+    if (!rc)
         rc = sl_secagg_server_start(a->s, &a->out);
     if (rc) {
         /* parameters that cannot work for this n (e.g. threshold > n): fail the round, not the run */
@@ -267,7 +271,9 @@ static int sa_tick(void *self, double now, const sl_agg_emit_t *emit)
             return 0;
         int rc = sl_secagg_server_close_stage(a->s, &a->out);
         sync_stage(a, now);
-        if (rc && rc != SL_EQUORUM && rc != SL_ECRYPTO) {
+        /* the protocol aborted (too few survivors, bad shares, the unmask gate refused): the
+         * round fails, the ABORTs go out; anything else is the run's error */
+        if (rc && sl_secagg_server_stage(a->s) != SL_SECAGG_ABORTED) {
             sl_secagg_outbox_clear(&a->out);
             return rc;
         }
@@ -318,7 +324,7 @@ static int sa_dropped(void *self, uint64_t client, const sl_agg_emit_t *emit)
     int closing = stage_index(sl_secagg_server_stage(a->s));
     int rc = sl_secagg_server_drop(a->s, (uint32_t)u, &a->out);
     sync_stage(a, emit->now);
-    if (rc == SL_EQUORUM || rc == SL_ECRYPTO) {
+    if (rc && sl_secagg_server_stage(a->s) == SL_SECAGG_ABORTED) {
         SL_WARN("secagg: round %llu aborted: %s", (unsigned long long)a->round, sl_last_error());
         note_abort(a, sl_last_error());
         rc = 0;
@@ -470,6 +476,18 @@ int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size
     g->finish = sa_finish;
     g->destroy = sa_destroy;
     *out = g;
+    return 0;
+}
+
+int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_gate_fn fn, void *ctx)
+{
+    if (!g || g->begin_round != sa_begin)
+        return sl_error(SL_EINVAL, "secagg unmask gate: not a SecAgg+ aggregator");
+    sa_t *a = g->self;
+    a->gate = fn;
+    a->gate_ctx = ctx;
+    if (a->s)
+        sl_secagg_server_set_unmask_gate(a->s, fn, ctx);
     return 0;
 }
 

@@ -58,6 +58,7 @@
 #include "coordinator/aggregator.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "privacy/secagg/secagg.h"
 
 #include <stddef.h>
 
@@ -68,6 +69,13 @@ SL_NODISCARD int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config
 /* The figures of the current (or last) attempt so far, as report() would give them.
  * SL_EINVAL if agg is not a SecAgg+ aggregator. */
 SL_NODISCARD int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secagg_report_t *out);
+
+/* Give every round's SecAgg+ server this unmask gate (sl_secagg_server_set_unmask_gate):
+ * called right before the sum is computed, with the number of inputs in it; a non-zero
+ * return aborts the attempt with nothing revealed (the ABORTs go out, the round fails).
+ * coordinator/dp.c writes its privacy ledger and checks the budget there. SL_EINVAL if g
+ * is not a SecAgg+ aggregator. */
+SL_NODISCARD int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_gate_fn fn, void *ctx);
 
 /* 1 if g (a secure aggregator from sl_aggregator_secagg_new) has unmasked the current
  * round's sum, i.e. the coordinator can compute it from now on (whether or not finish is

@@ -159,6 +159,15 @@ SL_NODISCARD int sl_secagg_server_close_stage(sl_secagg_server_t *s, sl_secagg_o
  * u >= n. */
 SL_NODISCARD int sl_secagg_server_drop(sl_secagg_server_t *s, uint32_t u, sl_secagg_outbox_t *out);
 
+/* The unmask gate: called once per round, when every share unmasking needs is in and
+ * right before the server rebuilds any secret and computes the sum, with the number of
+ * masked inputs in that sum. 0 goes on; any other return aborts the round with that code
+ * (ABORTED, ABORT to the live clients, the code returned by the call that reached the
+ * gate) before anything about the inputs is revealed. coordinator/dp.c records and checks
+ * the privacy charge of the sum here. NULL fn = no gate (the default). */
+typedef int (*sl_secagg_unmask_gate_fn)(void *ctx, size_t inputs);
+void sl_secagg_server_set_unmask_gate(sl_secagg_server_t *s, sl_secagg_unmask_gate_fn fn, void *ctx);
+
 sl_secagg_stage_t sl_secagg_server_stage(const sl_secagg_server_t *s);
 
 /* The unmasked sum in Z_{2^B}, (dim,), valid while s lives; SL_ESTATE unless DONE. */

@@ -42,7 +42,15 @@ struct sl_secagg_server {
     size_t u1, u2, u3, u4, expected, got;
     size_t rec_b, rec_s, prg_terms;
     double prg_seconds;
+    sl_secagg_unmask_gate_fn gate; /* see sl_secagg_server_set_unmask_gate */
+    void *gate_ctx;
 };
+
+void sl_secagg_server_set_unmask_gate(sl_secagg_server_t *s, sl_secagg_unmask_gate_fn fn, void *ctx)
+{
+    s->gate = fn;
+    s->gate_ctx = ctx;
+}
 
 const sl_secagg_graph_t *sl_secagg_server_graph(const sl_secagg_server_t *s) { return &s->g; }
 sl_secagg_stage_t sl_secagg_server_stage(const sl_secagg_server_t *s) { return s->stage; }
@@ -470,6 +478,11 @@ static int finish(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
         if (s->need[x] && s->have[x] < s->t)
             return abort_round(s, out, SL_EQUORUM, "%s client %zu: %u of threshold %zu shares arrived",
                                s->need[x] == KIND_B ? "surviving" : "dropped", x, s->have[x], s->t);
+    if (s->gate) { /* the last moment at which refusing reveals nothing */
+        int grc = s->gate(s->gate_ctx, s->u3);
+        if (grc)
+            return abort_round(s, out, grc, "unmasking refused: %s", sl_last_error());
+    }
     size_t nterms = 0;
     for (size_t x = 0; x < s->n; x++) {
         if (s->need[x] == KIND_B)

@@ -101,7 +101,9 @@ secagg)
     check "4 rounds ran" [ "$(wc -l < runs/ddg/metrics.jsonl)" -eq 4 ]
     check "the coordinator ran DP with SecAgg" grep -q "clients add discrete Gaussian noise shares" \
         runs/ddg/logs/coordinator.log
-    check "4 unmasked sums charged" [ "$(grep -c 'noise shares unmasked' runs/ddg/logs/coordinator.log)" -eq 4 ]
+    check "4 secure sums charged" [ "$(grep -c 'noise shares charged' runs/ddg/logs/coordinator.log)" -eq 4 ]
+    # the write-ahead privacy ledger: a 16-byte header and one 64-byte record per charge
+    check "privacy.ledger holds 4 charges" [ "$(stat -c %s runs/ddg/privacy.ledger)" -eq $((16 + 4 * 64)) ]
     check "final epsilon printed" grep -q "privacy spent, epsilon" out.txt
     dim=$(sed -n 's/.*model: \([0-9]*\) parameters, \([0-9]*\) trainable.*/\2/p' runs/ddg/logs/coordinator.log | head -1)
     $py - runs/ddg/metrics.jsonl "$src/tests/dp" "$dim" > eps.txt <<'PYEOF'
