@@ -45,7 +45,7 @@ struct sl_dp_coord {
     int pending;
     uint64_t pending_round;
     size_t pending_reported;
-    int64_t unreleased; /* local mode: attempts of this round whose noised reports were seen, not released */
+    int local_charged; /* local mode: this attempt was charged (at its first report) */
     double last_q, last_z;
 
     uint32_t attempt; /* the engine's attempt of the round (from its TASK) */
@@ -266,10 +266,7 @@ static int dpagg_begin(void *self, uint64_t round, const uint64_t *clients, size
     int rc = dp->mean->begin_round(dp->mean->self, round, clients, n, emit);
     if (rc)
         return rc;
-    /* a retried attempt (quorum missed): in local mode the coordinator already saw those
-     * clients' noised reports, each a release of its own: charge them too */
-    if (dp->count > 0 && dp->round == round && dp->plan.mode == SL_DP_LOCAL)
-        dp->unreleased++;
+    dp->local_charged = 0;
     dp->count = 0;
     dp->count_sum = 0;
     dp->sampled = n;
@@ -286,9 +283,19 @@ static int dpagg_add(void *self, uint64_t client, const float *delta, size_t dim
     sl_dp_coord_t *dp = self;
     if (dim != dp->dim)
         return sl_error(SL_EINVAL, "dp aggregator: dim %zu (want %zu)", dim, dp->dim);
+    int rc;
+    if (dp->plan.mode == SL_DP_LOCAL && !dp->local_charged) {
+        /* local mode: every report is a release of its own to the coordinator, so the attempt
+         * is charged (1, z) as its first report arrives, before it is used, whether or not
+         * the attempt is released (a retried round costs one step per attempt with reports) */
+        double qa, za;
+        if ((rc = sl_dp_round_accounting(&dp->plan, round_q(dp), 0, &qa, &za)) || (rc = charge(dp, qa, za, 1, 0)))
+            return rc == SL_EINVAL ? sl_error(SL_ESTATE, "dp: local-mode charge: %s", sl_last_error()) : rc;
+        dp->local_charged = 1;
+    }
     memcpy(dp->scratch, delta, dim * sizeof *delta);
     double norm = 0;
-    int rc = sl_dp_clip(dp->scratch, dim, dp->bound, &norm); /* scratch (dim) clipped in place */
+    rc = sl_dp_clip(dp->scratch, dim, dp->bound, &norm); /* scratch (dim) clipped in place */
     if (rc == SL_ENOTFINITE)
         return sl_error(SL_EINVAL, "dp aggregator: update of client %llu is not finite",
                         (unsigned long long)client);
@@ -577,12 +584,13 @@ int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep)
     dp->pending = 0;
     double q = round_q(dp), qa, za;
     int rc;
-    if (!dp->secure) { /* with secure aggregation the round was charged when its sum was unmasked */
+    /* with secure aggregation the round was charged at its unmask gate, in local mode at
+     * each attempt's first report */
+    if (!dp->secure && dp->plan.mode != SL_DP_LOCAL) {
         if ((rc = sl_dp_round_accounting(&dp->plan, q, (int64_t)dp->pending_reported, &qa, &za)))
             return rc;
-        if ((rc = charge(dp, qa, za, 1 + dp->unreleased, dp->pending_reported)))
+        if ((rc = charge(dp, qa, za, 1, dp->pending_reported)))
             return rc;
-        dp->unreleased = 0;
     }
     double eps = 0;
     if ((rc = sl_dp_accountant_epsilon(dp->acc, dp->cfg.dp.delta, &eps, NULL)))

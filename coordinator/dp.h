@@ -30,14 +30,16 @@
  *     client's noise std; the coordinator clips to that bound (an honest update passes
  *     untouched except with probability < exp(-50)), which caps what a faulty client can
  *     inject without distorting honest noise.
- *   * Local mode: a retried round (quorum missed) is charged one extra step for each
- *     earlier attempt whose noised reports the coordinator saw.
+ *   * Local mode: each report is a release of its own to the coordinator, so an attempt is
+ *     charged (1, z) when its first report arrives, before the report is used: a retried
+ *     round (quorum missed) costs one step per attempt whose reports the coordinator saw.
  *   * q = sampled / registered clients (sl_engine_registered when the engine is attached
  *     with sl_dp_coord_set_engine, else the population given to sl_dp_coord_set_population).
  *   * The privacy ledger (sl_dp_coord_open_ledger; the CLI keeps it at <run dir>/privacy.ledger,
  *     format in coordinator/ledger.h): every charge, in every mode, is appended and fsync'd
  *     before it takes effect (with secure aggregation: at the unmask gate, before the sum is
- *     computed; otherwise in round_end, before the accountant steps). The checkpoint's DP
+ *     computed; local mode: at the attempt's first report; central / distributed: in
+ *     round_end, before the accountant steps). The checkpoint's DP
  *     state says how many records its accountant holds; sl_dp_coord_load replays the newer
  *     ones, so a coordinator killed between a charge and the round's checkpoint resumes with
  *     epsilon >= the true spend (equal when the charged attempt's round is then redone: the
@@ -133,7 +135,8 @@ void sl_dp_coord_set_population(sl_dp_coord_t *dp, size_t population);
  *   noise std / C); SL_EBUDGET if the budget cannot pay for this round at all. */
 SL_NODISCARD int sl_dp_coord_prepare_task(sl_dp_coord_t *dp, uint64_t round, sl_task_info_t *task);
 /* round_end: charges this round's (q, z) (ledger, then accountant; with secagg: already
- * charged at the unmask gate, see above), sets rep->epsilon; returns
+ * charged at the unmask gate, in local mode at each attempt's first report, see above),
+ * sets rep->epsilon; returns
  * SL_EBUDGET when the next round would exceed dp.target_epsilon (and this was not the
  * last round), 0 otherwise, < 0 on error. */
 SL_NODISCARD int sl_dp_coord_round_end(sl_dp_coord_t *dp, sl_round_report_t *rep);

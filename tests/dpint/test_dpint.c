@@ -24,6 +24,7 @@
 #include "coordinator/checkpoint.h"
 #include "coordinator/dp.h"
 #include "coordinator/engine.h"
+#include "coordinator/ledger.h"
 #include "coordinator/runlog.h"
 #include "core/log.h"
 #include "privacy/dp/accountant.h"
@@ -489,14 +490,21 @@ static void test_order_independent(void)
 }
 
 /* Local mode: an attempt that missed the quorum still showed the coordinator its clients'
- * noised reports; the retried round is charged one step per attempt that had reports. */
+ * noised reports; the retried round is charged one step per attempt that had reports, each
+ * as its first report arrives (write-ahead: the ledger record first). A state saved after
+ * round 1 and restored with the ledger recovers round 2's charge. */
 static void test_local_retry_charged(void)
 {
     sl_config_t cfg = base_cfg(SL_DP_LOCAL);
     cfg.federation.min_clients = 3;
     sl_dp_coord_t *dp = NULL;
     sl_aggregator_t *agg = NULL;
+    char ldir[64], lpath[96];
+    snprintf(ldir, sizeof ldir, "/tmp/sl_dpint_XXXXXX");
+    CHECK(mkdtemp(ldir) != NULL);
+    snprintf(lpath, sizeof lpath, "%s/privacy.ledger", ldir);
     CHECK(sl_dp_coord_new(&dp, &cfg, DIM) == 0);
+    CHECK(sl_dp_coord_open_ledger(dp, lpath, 0) == 0);
     CHECK(sl_dp_aggregator_new(&agg, dp) == 0);
     sl_dp_coord_set_population(dp, 4);
     uint64_t ids[4] = {1, 2, 3, 4};
@@ -504,7 +512,9 @@ static void test_local_retry_charged(void)
     float out[DIM];
     sl_agg_result_t res;
     CHECK(agg->begin_round(agg->self, 1, ids, 4, NULL) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 0);
     CHECK(agg->add_update(agg->self, 1, u, DIM, 1.0) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 1); /* charged at the attempt's first report */
     CHECK(agg->add_update(agg->self, 2, u, DIM, 1.0) == 0);
     CHECK(agg->finish(agg->self, out, DIM, &res) == 0); /* 2 < quorum 3: nothing released */
     CHECK_EQ(res.count, 2);
@@ -520,6 +530,9 @@ static void test_local_retry_charged(void)
     double want = 0;
     CHECK(sl_dp_epsilon(1.0, 1.0, 2, 1e-5, &want, NULL) == 0);
     CHECK_NEAR(rep.epsilon, want, 1e-12);
+    uint8_t *saved = NULL; /* the checkpoint after round 1 */
+    size_t saved_len = 0;
+    CHECK(sl_dp_coord_save(dp, &saved, &saved_len) == 0);
     /* the next round, without a retry, is one step */
     CHECK(agg->begin_round(agg->self, 2, ids, 4, NULL) == 0);
     for (int i = 0; i < 4; i++)
@@ -528,11 +541,39 @@ static void test_local_retry_charged(void)
     sl_round_report_init(&rep, 2);
     CHECK(sl_dp_coord_round_end(dp, &rep) == 0);
     CHECK_EQ(sl_dp_coord_rounds(dp), 3);
+    double eps3 = sl_dp_coord_epsilon(dp);
     /* round_end without a released sum is a wiring error */
     sl_round_report_init(&rep, 3);
     CHECK_EQ(sl_dp_coord_round_end(dp, &rep), SL_ESTATE);
     sl_aggregator_destroy(&agg);
     sl_dp_coord_destroy(&dp);
+    /* the ledger: (round 1, round 1 retried, round 2), each (q 1, z 1, 1 step, local) */
+    sl_ledger_t *l = NULL;
+    CHECK(sl_ledger_open(&l, lpath) == 0);
+    size_t n = 0;
+    const sl_ledger_record_t *r = sl_ledger_records(l, &n);
+    CHECK_EQ(n, 3);
+    const uint64_t rounds[3] = {1, 1, 2};
+    for (size_t i = 0; i < n && i < 3; i++) {
+        CHECK_EQ(r[i].round, rounds[i]);
+        CHECK(r[i].q == 1.0 && r[i].z == 1.0 && r[i].steps == 1 && r[i].mode == SL_DP_LOCAL);
+    }
+    sl_ledger_close(&l);
+    /* resumed from the state after round 1 (2 charges covered) + the ledger: all 3 charges */
+    CHECK(sl_dp_coord_new(&dp, &cfg, DIM) == 0);
+    CHECK(sl_dp_coord_open_ledger(dp, lpath, 1) == 0);
+    CHECK(sl_dp_coord_load(dp, saved, saved_len) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 3);
+    CHECK(sl_dp_coord_epsilon(dp) == eps3);
+    sl_dp_coord_destroy(&dp);
+    /* the same state without the ledger: round 2's charge is lost (what the ledger fixes) */
+    CHECK(sl_dp_coord_new(&dp, &cfg, DIM) == 0);
+    CHECK(sl_dp_coord_load(dp, saved, saved_len) == 0);
+    CHECK_EQ(sl_dp_coord_rounds(dp), 2);
+    sl_dp_coord_destroy(&dp);
+    free(saved);
+    unlink(lpath);
+    rmdir(ldir);
 }
 
 /* The SecAgg-path helper: clip to C, discrete Gaussian shares of std scale * s in quantized

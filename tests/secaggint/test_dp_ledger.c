@@ -71,6 +71,7 @@ static void test_crash_between_charge_and_checkpoint(void)
     CHECK_EQ(sl_dp_coord_rounds(s->dp), 3);
     double eps_a = sl_dp_coord_epsilon(s->dp);
     sim_free(s);
+    free(s);
     size_t n = 0;
     CHECK_NEAR(eps_of_ledger(la, &n), eps_a, 1e-12 * eps_a);
     CHECK_EQ(n, 3);
