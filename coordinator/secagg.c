@@ -490,16 +490,3 @@ int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_ga
         sl_secagg_server_set_unmask_gate(a->s, fn, ctx);
     return 0;
 }
-
-int sl_aggregator_secagg_unmasked(const sl_aggregator_t *g, size_t *included)
-{
-    *included = 0;
-    if (!g || g->begin_round != sa_begin)
-        return 0;
-    const sa_t *a = g->self;
-    if (!a->s || sl_secagg_server_stage(a->s) != SL_SECAGG_DONE)
-        return 0;
-    for (size_t u = 0; u < a->n; u++)
-        *included += sl_secagg_server_included(a->s, (uint32_t)u) ? 1u : 0u;
-    return 1;
-}

@@ -77,10 +77,4 @@ SL_NODISCARD int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secag
  * is not a SecAgg+ aggregator. */
 SL_NODISCARD int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_gate_fn fn, void *ctx);
 
-/* 1 if g (a secure aggregator from sl_aggregator_secagg_new) has unmasked the current
- * round's sum, i.e. the coordinator can compute it from now on (whether or not finish is
- * ever called), with *included = the number of inputs in it; 0 otherwise (*included = 0).
- * coordinator/dp.c charges the accountant at that moment. */
-int sl_aggregator_secagg_unmasked(const sl_aggregator_t *g, size_t *included);
-
 #endif

@@ -214,6 +214,7 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts_t *o, sl_secagg_sim_result_t *r)
     sm.server_time += now() - t0;
     if (rc)
         goto cleanup;
+    sl_secagg_server_set_unmask_gate(sm.s, o->unmask_gate, o->unmask_gate_ctx);
     sl_secagg_info_t info;
     sl_secagg_server_info(sm.s, &info);
     r->k = info.k;

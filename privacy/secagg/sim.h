@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "privacy/secagg/secagg.h"
 
 typedef struct sl_secagg_sim_opts {
     size_t n, dim;
@@ -29,6 +30,8 @@ typedef struct sl_secagg_sim_opts {
     int measure_floor;       /* r > 0: also time the bare keystream of the server's masks r times */
     const uint8_t *graph_seed; /* optional 32 bytes (else derived from seed) */
     uint8_t *included_out;   /* optional (n,): set to 1 for clients whose input is in the sum */
+    sl_secagg_unmask_gate_fn unmask_gate; /* optional: the server's unmask gate (secagg.h) */
+    void *unmask_gate_ctx;
 } sl_secagg_sim_opts_t;
 
 typedef struct sl_secagg_sim_result {

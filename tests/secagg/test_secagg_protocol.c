@@ -113,6 +113,49 @@ static void run(size_t n, size_t dim, double rate, double tolerance, unsigned bi
     free(drop), free(flags), free(incl);
 }
 
+/* The unmask gate: called once per round, when every needed share is in, with the number
+ * of inputs in the sum; refusing aborts the round with the gate's code before any secret is
+ * rebuilt (no mask regenerated), accepting leaves the sum exact. Client 3 drops before its
+ * masked input: 9 of 10 inputs. */
+typedef struct {
+    int calls, refuse;
+    size_t inputs;
+} gate_t;
+
+static int test_gate(void *ctx, size_t inputs)
+{
+    gate_t *g = ctx;
+    g->calls++;
+    g->inputs = inputs;
+    return g->refuse ? sl_error(SL_EBUDGET, "the test gate says no") : 0;
+}
+
+static void test_unmask_gate(void)
+{
+    for (int refuse = 0; refuse <= 1; refuse++) {
+        uint8_t drop[10] = {0}, incl[10] = {0};
+        drop[3] = 3;
+        gate_t g = {.refuse = refuse};
+        sl_secagg_sim_opts_t o = {.n = 10, .dim = 50, .drop_at = drop, .tolerance = 0.2, .bits = 16, .seed = 77,
+                                  .seeded_keys = 1, .included_out = incl, .unmask_gate = test_gate,
+                                  .unmask_gate_ctx = &g};
+        sl_secagg_sim_result_t r;
+        CHECK_MSG(sl_secagg_sim_run(&o, &r) == 0, "sim: %s", sl_last_error());
+        CHECK_EQ(g.calls, 1);
+        CHECK_EQ(g.inputs, 9);
+        CHECK_EQ(r.included, 9);
+        if (refuse) {
+            CHECK_EQ(r.rc, SL_EBUDGET);
+            CHECK_CONTAINS(r.error, "unmasking refused: the test gate says no");
+            CHECK_EQ(r.prg_terms, 0);
+        } else {
+            CHECK_EQ(r.rc, 0);
+            CHECK(r.correct);
+            CHECK(r.prg_terms > 0);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (sl_csprng_init() != 0)
@@ -127,6 +170,7 @@ int main(int argc, char **argv)
         CHECK(successes >= 20);
         return check_summary("test_secagg_protocol slow");
     }
+    test_unmask_gate();
     static const double rates[] = {0.0, 0.05, 0.1, 0.2, 0.3, 0.5};
     static const unsigned bits[] = {8, 16, 32};
     /* n = 3 and 10: the complete graph. */
