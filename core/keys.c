@@ -163,6 +163,12 @@ int sl_keypair_load(sl_keypair_t *kp, const char *path_prefix)
 
 int sl_public_key_resolve(const char *key_or_path, char out[SL_Z85_KEY_LEN + 1])
 {
+    /* A file first: a path can itself be 40 valid Z85 characters ('/', '.', '-' and
+     * letters are all in the alphabet), e.g. "/tmp/sacl/runs/hapt/keys/coordinator.pub",
+     * and taking it as a key pins a server key nobody has. */
+    struct stat st;
+    if (key_or_path && stat(key_or_path, &st) == 0)
+        return read_key_file(key_or_path, out, 0);
     if (sl_z85_key_valid(key_or_path)) {
         memcpy(out, key_or_path, SL_Z85_KEY_LEN + 1);
         return 0;

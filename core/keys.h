@@ -41,7 +41,8 @@ SL_NODISCARD int sl_keypair_save(const sl_keypair_t *kp, const char *dir, const 
  * must not be readable by group or others (SL_EPERM, with the chmod to fix it). */
 SL_NODISCARD int sl_keypair_load(sl_keypair_t *kp, const char *path_prefix);
 
-/* A public key given either inline (40 Z85 characters) or as a path to a .pub file. */
+/* A public key given either as a path to a .pub file or inline (40 Z85 characters). An
+ * existing file wins: a path can itself be 40 valid Z85 characters. */
 SL_NODISCARD int sl_public_key_resolve(const char *key_or_path, char out[SL_Z85_KEY_LEN + 1]);
 
 /* True if `z85` is 40 valid Z85 characters that decode to 32 bytes. */

@@ -55,6 +55,20 @@ int main(void)
     CHECK_EQ(sl_public_key_resolve(path, key), 0);
     CHECK(strcmp(key, other.public_z85) == 0);
     CHECK(sl_public_key_resolve("/nonexistent.pub", key) == SL_ENOTFOUND);
+    /* A path that is itself 40 valid Z85 characters names the file, not a key (this pinned
+     * a key nobody had whenever a run folder's path had the wrong length). */
+    char zdir[] = "/tmp/slkeys-XXXXXX"; /* 18 Z85 characters ('_' is not one) */
+    CHECK(mkdtemp(zdir) != NULL);
+    CHECK_EQ(sl_keypair_save(&other, zdir, "abcdefghijklmnopq"), 0);
+    char zpath[64];
+    snprintf(zpath, sizeof zpath, "%s/abcdefghijklmnopq.pub", zdir);
+    CHECK_EQ(strlen(zpath), SL_Z85_KEY_LEN);
+    CHECK(sl_z85_key_valid(zpath)); /* the ambiguity is real */
+    CHECK_EQ(sl_public_key_resolve(zpath, key), 0);
+    CHECK(strcmp(key, other.public_z85) == 0);
+    char rmcmd[128];
+    snprintf(rmcmd, sizeof rmcmd, "rm -rf '%s'", zdir);
+    CHECK(system(rmcmd) == 0);
     CHECK(!sl_z85_key_valid("short"));
 
     /* Fingerprints are stable and distinct. */
