@@ -179,7 +179,7 @@ static const key_def_t keys[] = {
      "Allow-list of client public keys (file or folder)."},
     {"net", "server_public_key", T_STRING, F(net.server_public_key), "", NOLIM, NULL,
      "Coordinator public key (Z85 or a file) that clients pin."},
-    {"net", "heartbeat_ms", T_INT, F(net.heartbeat_ms), "2000", 0, 3600000, NULL, "ZeroMQ heartbeat interval."},
+    {"net", "heartbeat_ms", T_INT, F(net.heartbeat_ms), "2000", 0, 3600000, NULL, "Dead-peer detection: clients ping the coordinator (ZeroMQ heartbeat) and send HEARTBEAT this often; the coordinator uses TCP keepalives (idle 3x)."},
     {"net", "max_message_bytes", T_INT, F(net.max_message_bytes), "268435456", 1024, 4294967296.0, NULL,
      "Largest message accepted (ZMQ_MAXMSGSIZE)."},
     {"net", "max_messages_per_second", T_INT, F(net.max_messages_per_second), "200", 1, 1000000, NULL,

@@ -129,10 +129,25 @@ int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opt
     if ((rc = setopt_int(t->sock, ZMQ_SNDHWM, 100000, "ZMQ_SNDHWM")) ||
         (rc = setopt_int(t->sock, ZMQ_RCVHWM, 100000, "ZMQ_RCVHWM")))
         goto fail;
-    if (o->heartbeat_ms > 0) {
+    /* Dead peers. The client pings (ZMQ heartbeats) to notice a dead coordinator. The
+     * coordinator keeps no ZMQ heartbeat timer per connection, and the client's pings
+     * carry TTL 0 so they start none: libzmq 4.3 cancels a timer by scanning every timer
+     * of its I/O thread and a heartbeat cancels one per message, so with thousands of
+     * connections the I/O thread saturates and handshakes time out (measured: 5,000
+     * clients never registered). The coordinator already hears of silent clients from
+     * the application HEARTBEAT and its round deadlines; for a TCP peer that vanished
+     * without a FIN, kernel keepalives (no cost to libzmq) close the connection. */
+    if (o->heartbeat_ms > 0 && o->role == SL_TRANSPORT_CLIENT) {
         if ((rc = setopt_int(t->sock, ZMQ_HEARTBEAT_IVL, o->heartbeat_ms, "ZMQ_HEARTBEAT_IVL")) ||
-            (rc = setopt_int(t->sock, ZMQ_HEARTBEAT_TIMEOUT, 3 * o->heartbeat_ms, "ZMQ_HEARTBEAT_TIMEOUT")) ||
-            (rc = setopt_int(t->sock, ZMQ_HEARTBEAT_TTL, 3 * o->heartbeat_ms, "ZMQ_HEARTBEAT_TTL")))
+            (rc = setopt_int(t->sock, ZMQ_HEARTBEAT_TIMEOUT, 3 * o->heartbeat_ms, "ZMQ_HEARTBEAT_TIMEOUT")))
+            goto fail;
+    }
+    if (o->heartbeat_ms > 0 && o->role == SL_TRANSPORT_SERVER) {
+        int idle_s = 3 * o->heartbeat_ms / 1000, intvl_s = o->heartbeat_ms / 1000;
+        if ((rc = setopt_int(t->sock, ZMQ_TCP_KEEPALIVE, 1, "ZMQ_TCP_KEEPALIVE")) ||
+            (rc = setopt_int(t->sock, ZMQ_TCP_KEEPALIVE_IDLE, idle_s > 1 ? idle_s : 1, "ZMQ_TCP_KEEPALIVE_IDLE")) ||
+            (rc = setopt_int(t->sock, ZMQ_TCP_KEEPALIVE_INTVL, intvl_s > 1 ? intvl_s : 1, "ZMQ_TCP_KEEPALIVE_INTVL")) ||
+            (rc = setopt_int(t->sock, ZMQ_TCP_KEEPALIVE_CNT, 3, "ZMQ_TCP_KEEPALIVE_CNT")))
             goto fail;
     }
     if (o->role == SL_TRANSPORT_SERVER) {

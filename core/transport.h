@@ -5,8 +5,10 @@
  * Frames on the wire: [routing id (ROUTER side only)] [header] [payload (optional)].
  *
  * Set on every socket: ZMQ_MAXMSGSIZE (net.max_message_bytes, plus the 33 bytes CURVE
- * wraps each frame in; larger frames make libzmq drop the connection before we see them), ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL
- * (net.heartbeat_ms: dead TCP peers are detected by the I/O thread), ZMQ_SNDTIMEO,
+ * wraps each frame in; larger frames make libzmq drop the connection before we see them),
+ * dead-peer detection from net.heartbeat_ms (client: ZMQ_HEARTBEAT_IVL / _TIMEOUT, pings
+ * with TTL 0; coordinator: TCP keepalives, no per-connection libzmq timer: see
+ * transport.c for why), ZMQ_SNDTIMEO,
  * ZMQ_LINGER (bounded clean shutdown), ZMQ_ROUTER_MANDATORY on the ROUTER (sending to a
  * gone peer is an error, not a silent drop).
  *
@@ -47,7 +49,7 @@ typedef struct {
     sl_transport_role_t role;
     const char *endpoint;     /* bind (server) or connect (client) address */
     size_t max_message_bytes; /* ZMQ_MAXMSGSIZE and the frame checks; 0 = 256 MiB */
-    int heartbeat_ms;         /* ZMQ_HEARTBEAT_IVL; TIMEOUT = TTL = 3x; 0 = off */
+    int heartbeat_ms;         /* client: ZMQ_HEARTBEAT_IVL, TIMEOUT 3x; server: TCP keepalive; 0 = off */
     int send_timeout_ms;      /* ZMQ_SNDTIMEO; 0 = 5000 */
     int linger_ms;            /* ZMQ_LINGER at close; 0 = 1000 */
     int reconnect_ivl_ms;     /* client: ZMQ_RECONNECT_IVL; 0 = libzmq default */
