@@ -62,8 +62,6 @@ typedef struct {
     int secure;
     int per_process;
     double kill_p, straggle_s;
-    int verbose_children; /* --log-level given: pass it on */
-    char log_level[16];
 } cluster_t;
 
 static pid_t spawn(char *const argv[], const char *log_path)
@@ -477,6 +475,15 @@ int cmd_cluster(int argc, char **argv)
         snprintf(keys, sizeof keys, "%s/keys/clients", c.run_dir);
         snprintf(cfg.net.authorized_clients, sizeof cfg.net.authorized_clients, "%s", keys);
         snprintf(cfg.net.server_public_key, sizeof cfg.net.server_public_key, "%s", server_pub);
+    }
+    /* --log-level / --quiet reach the children through the configuration they read. */
+    if (common.log_level_given)
+        snprintf(cfg.run.log_level, sizeof cfg.run.log_level, "%s", sl_log_level_name(sl_log_get_level()));
+    /* train.threads = 0 means every core for one process; n_procs processes each taking
+     * every core would oversubscribe them (BLAS threads spinning against each other). */
+    if (cfg.train.threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg.train.threads = cores > n_procs ? cores / n_procs : 1;
     }
     /* Every child reads exactly this effective configuration. */
     snprintf(c.cfg_path, sizeof c.cfg_path, "%s/cluster.ini", c.run_dir);

@@ -105,7 +105,6 @@ int cmd_eval(int argc, char **argv)
     int rc = cli_load_config(&common, &cfg);
     if (rc)
         return rc;
-    sl_blas_set_threads((int)cfg.train.threads);
     sl_dataset_t *ds = NULL;
     sl_model_t *m = NULL;
     sl_metrics_t mt = {0};

@@ -140,7 +140,6 @@ int cli_train_command(int argc, char **argv, int pretrain)
         return rc;
     if (pretrain)
         cfg.train.mode = SL_TRAIN_FULL;
-    sl_blas_set_threads((int)cfg.train.threads);
 
     sl_dataset_t *ds = NULL;
     sl_model_t *m = NULL;

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/model.h"
 #include "datasets/dataset.h"
 
 const char cli_common_help[] =
@@ -105,11 +106,13 @@ int cli_load_config(const cli_common_t *common, sl_config_t *cfg)
             goto fail;
     if ((rc = sl_config_validate(cfg)) != 0)
         goto fail;
+    /* Process-wide settings the configuration carries. */
     if (!common->log_level_given) {
         sl_log_level_t level;
         if (sl_log_parse_level(cfg->run.log_level, &level) == 0)
             sl_log_set_level(level);
     }
+    sl_blas_set_threads((int)cfg->train.threads);
     return 0;
 fail:
     fprintf(stderr, "starling: %s\n", sl_last_error());

@@ -43,9 +43,15 @@ int sl_log_set_file(const char *path)
     return 0;
 }
 
+static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+
+const char *sl_log_level_name(sl_log_level_t level)
+{
+    return (unsigned)level < 5 ? names[level] : "?";
+}
+
 int sl_log_parse_level(const char *name, sl_log_level_t *out)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error", "off"};
     for (int i = 0; i < 5; i++) {
         if (strcasecmp(name, names[i]) == 0) {
             *out = (sl_log_level_t)i;

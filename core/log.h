@@ -21,6 +21,8 @@ void sl_log_set_json(int on);
 SL_NODISCARD int sl_log_set_file(const char *path);
 /* "debug" | "info" | "warn" | "error" | "off" -> level; SL_EINVAL for anything else. */
 SL_NODISCARD int sl_log_parse_level(const char *name, sl_log_level_t *out);
+/* "debug", "info", "warn", "error" or "off": what sl_log_parse_level reads back. */
+const char *sl_log_level_name(sl_log_level_t level);
 
 void sl_log(sl_log_level_t level, const char *fmt, ...) SL_PRINTF(2, 3);
 

@@ -22,10 +22,15 @@ common="--config $src/examples/synthetic.ini --no-progress --set run.out_dir=$wo
 case $what in
 run)
     # shellcheck disable=SC2086
-    "$bin" cluster $common --set run.name=a > out.txt 2>&1
+    "$bin" cluster $common --set run.name=a --log-level debug --set train.threads=0 > out.txt 2>&1
     rc=$?
     check "exit code 0 (got $rc)" [ "$rc" -eq 0 ]
     check "4 metrics lines" [ "$(wc -l < runs/a/metrics.jsonl)" -eq 4 ]
+    check "--log-level reached the clients" grep -q " DEBUG " runs/a/logs/client-0.log
+    # train.threads = 0 (every core) is split between the 6 client processes
+    cores=$(nproc)
+    threads=$((cores > 6 ? cores / 6 : 1))
+    check "BLAS threads split ($threads per process)" grep -qx "threads = $threads" runs/a/cluster.ini
     check "summary says completed" grep -q '"status":[[:space:]]*"completed"' runs/a/summary.json
     check "final model written" [ -s runs/a/model.safetensors ]
     check "report written" grep -q "<svg" runs/a/report.html
