@@ -300,7 +300,9 @@ int sl_ledger_open(sl_ledger_t **out, const char *path)
     l->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (l->fd < 0)
         rc = sl_error(SL_EIO, "%s: %s", path, strerror(errno));
-    if (!rc && valid < len) { /* cut the torn tail, so new records follow the valid ones */
+    /* cut the torn tail, so new records follow the valid ones; valid == 0 (a header cut short,
+     * or an empty file: a crash between creating it and writing the header) gets a header */
+    if (!rc && (valid < len || valid == 0)) {
         if (ftruncate(l->fd, (off_t)valid) != 0)
             rc = sl_error(SL_EIO, "%s: truncate the torn tail: %s", path, strerror(errno));
         if (!rc && valid == 0) {

@@ -207,6 +207,22 @@ static void test_torn_and_truncated(void)
     CHECK_EQ(hl, 16);
     CHECK(memcmp(h, b, 16) == 0);
     free(h);
+    /* an empty file (a crash between creating it and writing the header): open writes the
+     * header, so the next append is readable and a reopen sees its record */
+    spit(path, b, 0);
+    CHECK_MSG(sl_ledger_open(&l, path) == 0, "open empty: %s", sl_last_error());
+    r = samples[1];
+    CHECK(sl_ledger_append(l, &r) == 0);
+    sl_ledger_close(&l);
+    CHECK_MSG(sl_ledger_open(&l, path) == 0, "reopen after empty: %s", sl_last_error());
+    rs = sl_ledger_records(l, &n);
+    CHECK_EQ(n, 1);
+    CHECK(n == 1 && same_record(&rs[0], &r));
+    sl_ledger_close(&l);
+    h = slurp(path, &hl);
+    CHECK_EQ(hl, 16 + 64);
+    CHECK(memcmp(h, b, 16) == 0);
+    free(h);
     free(t);
     free(z);
     free(b);
