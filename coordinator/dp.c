@@ -290,7 +290,7 @@ static int dpagg_add(void *self, uint64_t client, const float *delta, size_t dim
          * the attempt is released (a retried round costs one step per attempt with reports) */
         double qa, za;
         if ((rc = sl_dp_round_accounting(&dp->plan, round_q(dp), 0, &qa, &za)) || (rc = charge(dp, qa, za, 1, 0)))
-            return rc == SL_EINVAL ? sl_error(SL_ESTATE, "dp: local-mode charge: %s", sl_last_error()) : rc;
+            return rc == SL_EINVAL ? sl_error_wrap(SL_ESTATE, "dp: local-mode charge") : rc;
         dp->local_charged = 1;
     }
     memcpy(dp->scratch, delta, dim * sizeof *delta);

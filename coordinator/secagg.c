@@ -245,7 +245,7 @@ static int sa_msg(void *self, uint64_t client, uint32_t stage, const uint8_t *bl
     }
     if (rc) {
         sl_secagg_outbox_clear(&a->out);
-        return sl_error(SL_EPROTO, "secagg: client %llu: %s", (unsigned long long)client, sl_last_error());
+        return sl_error_wrap(SL_EPROTO, "secagg: client %llu", (unsigned long long)client);
     }
     return flush(a, emit, closing);
 }
