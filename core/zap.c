@@ -171,19 +171,24 @@ static void conn_closed(sl_zap_t *z, int fd)
  * request means the request's own connection is counted. */
 static void drain_monitor(sl_zap_t *z)
 {
-    if (!z->monitor)
+    /* read under the lock: sl_zap_limit_connections hands the PAIR over from another
+     * thread, and the mutex is the barrier libzmq needs before this thread uses it */
+    pthread_mutex_lock(&z->lock);
+    void *monitor = z->monitor;
+    pthread_mutex_unlock(&z->lock);
+    if (!monitor)
         return;
     for (;;) {
         zmq_msg_t ev, addr;
         zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, z->monitor, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&ev, monitor, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&ev);
             return;
         }
         /* v1 event: [u16 event, u32 value] then the endpoint address */
         zmq_msg_init(&addr);
         if (zmq_msg_more(&ev))
-            (void)zmq_msg_recv(&addr, z->monitor, 0);
+            (void)zmq_msg_recv(&addr, monitor, 0);
         if (zmq_msg_size(&ev) == 6) {
             const uint8_t *d = zmq_msg_data(&ev);
             uint16_t event;
@@ -350,9 +355,11 @@ static void *zap_thread(void *arg)
             zmq_msg_close(&f[i]);
     }
     zmq_close(sock);
+    pthread_mutex_lock(&z->lock);
     if (z->monitor)
         zmq_close(z->monitor);
     z->monitor = NULL;
+    pthread_mutex_unlock(&z->lock);
     return NULL;
 }
 
