@@ -29,7 +29,7 @@ SL_NODISCARD int sl_keypair_new(sl_keypair_t **out);
 /* Wipe and free; NULL-safe, nulls *kp. */
 void sl_keypair_destroy(sl_keypair_t **kp);
 
-/* Fresh key pair from the OS CSPRNG (zmq_curve_keypair, libsodium underneath). */
+/* Fresh key pair from the OS CSPRNG (libsodium crypto_box_keypair: X25519, as CURVE uses). */
 SL_NODISCARD int sl_keypair_generate(sl_keypair_t *kp);
 void sl_keypair_wipe(sl_keypair_t *kp);
 
