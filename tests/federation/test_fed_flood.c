@@ -6,8 +6,9 @@
  * update) run 5 rounds. Checked: the honest run completes with exactly the FedAvg result
  * of the honest clients (nothing of the rogue got in); the engine banned the rogue's key
  * (and only that key); a new connection with the rogue key is refused at the ZAP handler
- * during the cool-down; the flood was real (message and byte counts); and the run ended
- * within a generous bound. The flood stops at 2 GiB or when the run ends. */
+ * during the cool-down; and the flood was real (message and byte counts). The time the run
+ * took is printed, not asserted (tests assert no times; ctest's timeout bounds a hang).
+ * The flood stops at 2 GiB or when the run ends. */
 #include "secure_fixture.h"
 
 #define NCLIENTS        4
@@ -138,7 +139,6 @@ int main(void)
     CHECK_MSG(flood_msgs - msgs_at_start >= 300, "only %llu messages during the run",
               flood_msgs - msgs_at_start);
     CHECK_MSG(flood_big >= 100, "only %llu maximum-size messages", flood_big);
-    CHECK_MSG(elapsed < 120, "run took %.1f s", elapsed); /* generous: rounds are bounded by round_timeout */
     printf("flood: %llu messages, %.1f MiB (%llu of %d KiB) in %.1f s; %lu handshakes admitted, %lu refused "
            "in cool-down\n",
            flood_msgs, (double)flood_bytes / (1 << 20), flood_big, MAX_MSG / 1024, elapsed, st.accepted,
