@@ -133,7 +133,7 @@ static int on_train(void *ctx, const sl_client_task_t *task, const float *global
     info->steps = st.steps;
     info->train_loss = st.loss;
     info->seconds = st.seconds;
-    /* wall and CPU time of this thread: bench/curve_round.sh splits a round's cost with it */
+    /* wall and CPU time of this thread: bench/curve_round.py splits a round's cost with it */
     SL_DEBUG("client %llu: round %llu trained %zu steps in %.4f s (%.4f s CPU), loss %.4f",
              (unsigned long long)t->wire_id, (unsigned long long)task->round, st.steps, st.seconds,
              thread_cpu_seconds() - cpu0, st.loss);
