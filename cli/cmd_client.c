@@ -295,6 +295,12 @@ int cmd_client(int argc, char **argv)
     ro.transport.max_message_bytes = (size_t)cfg.net.max_message_bytes;
     ro.transport.heartbeat_ms = (int)cfg.net.heartbeat_ms;
     ro.stop = &cli_fed_stop;
+    /* A key problem (key not allow-listed, wrong net.server_public_key) does not heal by
+     * retrying: after a minute of nothing but failed handshakes, exit with the diagnosis
+     * rather than loop for ever. A minute, not a few attempts, because the coordinator
+     * answers "400" also to a key in a ban cool-down and to any key while it is at its
+     * connection cap, which do heal; the shipped systemd unit restarts the client anyway. */
+    ro.handshake_give_up = 60.0;
     if ((rc = sl_keypair_new(&kp)) != 0 || (rc = cli_fed_security(&cfg, &ro.transport, kp, key, "client")) != 0)
         goto cleanup;
     SL_INFO("%zu client(s) %zu..%zu connecting to %s", n, first, first + n - 1, cfg.net.coordinator);

@@ -4,6 +4,7 @@
 #include "core/rng.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,18 @@ typedef struct {
     unsigned reconnects;
 } slot_t;
 
+/* The handshake watch over the one monitored slot (see runtime.h). */
+typedef struct {
+    size_t slot;        /* index of the monitored slot; SIZE_MAX = none open */
+    unsigned seen_fail; /* the monitored transport's counters at the last look */
+    unsigned seen_ok;
+    unsigned streak;   /* failed handshakes in a row, across re-created sockets */
+    double fail_since; /* when the streak began */
+    int ever_ok;       /* a handshake succeeded since the runtime started */
+    int reported;      /* the diagnosis went into a "coordinator silent" line */
+    char note[384];    /* the diagnosis of the streak, "" if none */
+} hs_watch_t;
+
 static int send_outbox(sl_client_t *c, sl_transport_t *t)
 {
     const sl_client_out_t *o;
@@ -30,15 +43,53 @@ static int send_outbox(sl_client_t *c, sl_transport_t *t)
     return 0;
 }
 
-static int connect_slot(slot_t *s, void *ctx, const sl_transport_opts_t *to, sl_client_t *c, double now)
+static int connect_slot(slot_t *s, void *ctx, const sl_transport_opts_t *to, sl_client_t *c, double now,
+                        hs_watch_t *hw, slot_t *slots, size_t i)
 {
-    int rc = sl_transport_new(&s->t, ctx, to);
+    sl_transport_opts_t o = *to;
+    int monitor = hw->slot == SIZE_MAX || !slots[hw->slot].t;
+    o.monitor_handshake = monitor;
+    int rc = sl_transport_new(&s->t, ctx, &o);
     if (rc)
         return rc;
+    if (monitor) {
+        hw->slot = i;
+        hw->seen_fail = hw->seen_ok = 0;
+    }
     s->connected_at = now;
     if ((rc = sl_client_start(c, now)) || (rc = send_outbox(c, s->t)))
         sl_transport_destroy(&s->t);
     return rc;
+}
+
+/* Look at the monitored slot's handshake; 1 if the coordinator refused it (the socket is
+ * dead: libzmq does not retry after a refusal). */
+static int watch_handshake(hs_watch_t *hw, slot_t *slots, double now)
+{
+    if (hw->slot == SIZE_MAX || !slots[hw->slot].t)
+        return 0;
+    sl_transport_handshake_t h;
+    if (!sl_transport_handshake(slots[hw->slot].t, &h))
+        return 0;
+    if (h.succeeded != hw->seen_ok) {
+        if (hw->note[0])
+            SL_INFO("handshake with the coordinator succeeded after %u failed attempt(s)", hw->streak);
+        hw->ever_ok = 1;
+        hw->streak = 0;
+        hw->note[0] = '\0';
+    }
+    if (h.failures > hw->seen_fail) {
+        if (hw->streak == 0)
+            hw->fail_since = now;
+        hw->streak += h.failures - hw->seen_fail;
+        if (h.message[0] && strcmp(h.message, hw->note) != 0) {
+            snprintf(hw->note, sizeof hw->note, "%s", h.message);
+            hw->reported = 0;
+        }
+    }
+    hw->seen_ok = h.succeeded;
+    hw->seen_fail = h.failures;
+    return h.outcome == SL_HANDSHAKE_REFUSED && h.failures > 0;
 }
 
 static void drop_slot(slot_t *s, const sl_client_runtime_opts_t *o, double now, uint64_t id, const char *why)
@@ -82,10 +133,11 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
         rc = sl_error(SL_ENOMEM, "client runtime: out of memory");
         goto cleanup;
     }
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int)(n + 64));
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int)(n + 64)); /* the monitor's two sockets fit in the 64 */
+    hs_watch_t hw = {.slot = SIZE_MAX};
     double now = sl_now();
     for (size_t i = 0; i < n; i++) {
-        if ((rc = connect_slot(&slots[i], ctx, &to, clients[i], now)))
+        if ((rc = connect_slot(&slots[i], ctx, &to, clients[i], now, &hw, slots, i)))
             goto cleanup;
     }
     for (;;) {
@@ -160,6 +212,21 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
             }
         }
         now = sl_now();
+        if (watch_handshake(&hw, slots, now) && !finished(clients[hw.slot]))
+            drop_slot(&slots[hw.slot], opts, now, sl_client_id(clients[hw.slot]),
+                      "coordinator refused the handshake");
+        if (opts->handshake_give_up > 0 && !hw.ever_ok && hw.streak >= SL_HANDSHAKE_DROPS_DIAGNOSED &&
+            hw.note[0] && now - hw.fail_since >= opts->handshake_give_up) {
+            int heard = 0; /* another socket may have got in (a per-source cap refuses some only) */
+            for (size_t i = 0; i < n && !heard; i++)
+                heard = sl_client_last_heard(clients[i]) > 0;
+            if (!heard) {
+                rc = sl_error(SL_EPERM, "%s; giving up after %u failed handshakes in %.0f s", hw.note,
+                              hw.streak, now - hw.fail_since);
+                goto cleanup;
+            }
+            hw.ever_ok = 1; /* never give up once the coordinator answered someone */
+        }
         for (size_t i = 0; i < n; i++) {
             if (finished(clients[i]))
                 continue;
@@ -171,7 +238,7 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
                                       (unsigned long long)sl_client_id(clients[i]), s->reconnects - 1);
                         goto cleanup;
                     }
-                    if (connect_slot(s, ctx, &to, clients[i], now))
+                    if (connect_slot(s, ctx, &to, clients[i], now, &hw, slots, i))
                         drop_slot(s, opts, now, sl_client_id(clients[i]), sl_last_error());
                 }
                 continue;
@@ -181,7 +248,12 @@ int sl_client_run(sl_client_t **clients, size_t n, const sl_client_runtime_opts_
             if (s->busy_until > since)
                 since = s->busy_until;
             if (now - since > silence) {
-                drop_slot(s, opts, now, sl_client_id(clients[i]), "coordinator silent");
+                char why[480] = "coordinator silent";
+                if (hw.note[0] && !hw.reported) { /* once per diagnosis, not once per virtual client */
+                    snprintf(why, sizeof why, "coordinator silent (handshake failing: %s)", hw.note);
+                    hw.reported = 1;
+                }
+                drop_slot(s, opts, now, sl_client_id(clients[i]), why);
                 continue;
             }
             if (sl_client_tick(clients[i], now) == 0 && send_outbox(clients[i], s->t))

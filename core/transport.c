@@ -1,9 +1,11 @@
 #include "core/transport.h"
 
 #include "core/config.h"
+#include "core/keys.h"
 #include "core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,20 @@ struct sl_transport {
     int nframes;
     void *aligned; /* copy of a misaligned payload */
     size_t aligned_cap;
+    /* handshake monitor (client, opts.monitor_handshake) */
+    void *mon;       /* PAIR connected to the socket's monitor endpoint; NULL = not monitored */
+    int curve;       /* CURVE on: a drop mid-handshake points at the server key */
+    char key_fp[17]; /* fingerprint of our public key, for the refusal message */
+    sl_transport_handshake_t hs;
 };
+
+/* Same diagnosis logged again at most this often. Process-wide, not per socket: a
+ * refused client re-creates its socket after each backoff, and hundreds of virtual
+ * clients share one diagnosis. */
+#define HANDSHAKE_LOG_INTERVAL_S 30.0
+static pthread_mutex_t hs_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static sl_handshake_outcome_t hs_logged; /* outcome of the last diagnosis logged; PENDING = none open */
+static double hs_logged_at;
 
 double sl_now(void)
 {
@@ -82,6 +97,182 @@ static void close_frames(sl_transport_t *t)
     for (int i = 0; i < t->nframes; i++)
         zmq_msg_close(&t->frames[i]);
     t->nframes = 0;
+}
+
+/* Watch the handshake events of t->sock (before connect, so none is missed). Inproc
+ * endpoints are per context and a closed socket's endpoint may outlive zmq_close for a
+ * moment, so every monitor gets a fresh name. */
+static int monitor_start(sl_transport_t *t, const sl_transport_opts_t *o)
+{
+    static atomic_uint seq;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://sl-handshake-%u", atomic_fetch_add(&seq, 1));
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    if (zmq_socket_monitor(t->sock, ep, events) != 0)
+        return zerr("zmq_socket_monitor");
+    t->mon = zmq_socket(t->ctx, ZMQ_PAIR);
+    if (!t->mon)
+        return zerr("monitor socket");
+    int linger = 0;
+    (void)zmq_setsockopt(t->mon, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(t->mon, ep) != 0)
+        return zerr("monitor connect");
+    t->curve = o->curve_secret_z85 != NULL;
+    if (o->curve_public_z85)
+        sl_key_fingerprint(o->curve_public_z85, t->key_fp);
+    return 0;
+}
+
+static const char *protocol_error_name(unsigned code)
+{
+    switch (code) {
+    case ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND:
+        return "unexpected command";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_INVALID_SEQUENCE:
+        return "invalid sequence";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE:
+        return "key exchange failed";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_UNSPECIFIED:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_MESSAGE:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_HELLO:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_INITIATE:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_ERROR:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_READY:
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_WELCOME:
+        return "malformed command";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_INVALID_METADATA:
+        return "invalid metadata";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "cryptographic error: the coordinator's reply does not open with the pinned key";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "security mechanism mismatch: one side has CURVE off";
+    case ZMQ_PROTOCOL_ERROR_ZAP_INVALID_STATUS_CODE:
+        return "ZAP status code not understood";
+    default:
+        return (code & 0xf0000000u) == ZMQ_PROTOCOL_ERROR_ZAP_UNSPECIFIED ? "ZAP reply malformed"
+                                                                          : "unspecified";
+    }
+}
+
+/* The diagnosis of the current failure streak into t->hs.message ("" if not yet one). */
+static void handshake_diagnose(sl_transport_t *t)
+{
+    sl_transport_handshake_t *h = &t->hs;
+    char *m = h->message;
+    size_t cap = sizeof h->message;
+    switch (h->outcome) {
+    case SL_HANDSHAKE_REFUSED:
+        snprintf(m, cap,
+                 "coordinator %s refused this client's key %s (ZAP %d): is its .pub in the coordinator's "
+                 "net.authorized_clients? (the coordinator also refuses a key in a ban cool-down, and any "
+                 "key while it is at net.max_connections / net.max_connections_per_source)",
+                 t->endpoint, t->key_fp[0] ? t->key_fp : "(none)", h->zap_status);
+        break;
+    case SL_HANDSHAKE_PROTOCOL:
+        snprintf(m, cap, "%s handshake with %s failed (protocol error: %s, 0x%08x)%s",
+                 t->curve ? "CURVE" : "ZMTP", t->endpoint, protocol_error_name(h->protocol_error),
+                 h->protocol_error,
+                 t->curve ? ": does net.server_public_key match the coordinator's key?" : "");
+        break;
+    case SL_HANDSHAKE_DROPPED:
+        if (h->failures < SL_HANDSHAKE_DROPS_DIAGNOSED) {
+            m[0] = '\0';
+        } else if (t->curve) {
+            snprintf(m, cap,
+                     "CURVE handshake with %s failed: the coordinator closed the connection right after "
+                     "our HELLO, %u times in a row (%s): does net.server_public_key match the coordinator's "
+                     "key? (a coordinator without CURVE, or another service on that port, looks the same)",
+                     t->endpoint, h->failures,
+                     h->sys_errno ? strerror(h->sys_errno) : "no detail from libzmq");
+        } else {
+            snprintf(m, cap,
+                     "handshake with %s failed: the peer closed the connection during the handshake, %u "
+                     "times in a row (%s): does the coordinator require CURVE (net.server_public_key)?",
+                     t->endpoint, h->failures,
+                     h->sys_errno ? strerror(h->sys_errno) : "no detail from libzmq");
+        }
+        break;
+    default:
+        m[0] = '\0';
+        break;
+    }
+}
+
+/* One monitor event (two frames: 16-bit event + 32-bit value, then the address). */
+static int monitor_read(void *mon, uint16_t *event, uint32_t *value)
+{
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    if (zmq_msg_recv(&f, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&f);
+        return 0;
+    }
+    int ok = zmq_msg_size(&f) == 6;
+    if (ok) {
+        memcpy(event, zmq_msg_data(&f), sizeof *event);
+        memcpy(value, (uint8_t *)zmq_msg_data(&f) + 2, sizeof *value);
+    }
+    while (zmq_msg_more(&f)) { /* the address frame */
+        zmq_msg_close(&f);
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, mon, 0) < 0)
+            break;
+    }
+    zmq_msg_close(&f);
+    return ok ? 1 : -1;
+}
+
+int sl_transport_handshake(sl_transport_t *t, sl_transport_handshake_t *out)
+{
+    if (!t->mon) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
+    sl_transport_handshake_t *h = &t->hs;
+    uint16_t ev = 0;
+    uint32_t val = 0;
+    int r;
+    while ((r = monitor_read(t->mon, &ev, &val)) != 0) {
+        if (r < 0)
+            continue;
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            pthread_mutex_lock(&hs_log_lock); /* a later failure is news again */
+            hs_logged = SL_HANDSHAKE_PENDING;
+            pthread_mutex_unlock(&hs_log_lock);
+            h->outcome = SL_HANDSHAKE_OK;
+            h->failures = 0;
+            h->succeeded++;
+            h->message[0] = '\0';
+            continue;
+        }
+        h->failures++;
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            h->outcome = SL_HANDSHAKE_REFUSED;
+            h->zap_status = (int)val;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            h->outcome = SL_HANDSHAKE_PROTOCOL;
+            h->protocol_error = val;
+        } else {
+            h->outcome = SL_HANDSHAKE_DROPPED;
+            h->sys_errno = (int)val;
+        }
+        handshake_diagnose(t);
+        if (!h->message[0])
+            continue;
+        double now = sl_now();
+        pthread_mutex_lock(&hs_log_lock);
+        int log = hs_logged != h->outcome || now - hs_logged_at >= HANDSHAKE_LOG_INTERVAL_S;
+        if (log) {
+            hs_logged = h->outcome;
+            hs_logged_at = now;
+        }
+        pthread_mutex_unlock(&hs_log_lock);
+        if (log)
+            SL_ERROR("%s", h->message);
+    }
+    *out = *h;
+    return 1;
 }
 
 int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opts_t *o)
@@ -188,6 +379,8 @@ int sl_transport_new(sl_transport_t **out, void *zmq_ctx, const sl_transport_opt
     }
     if (o->configure && (rc = o->configure(t->sock, o->configure_ctx)) < 0)
         goto fail;
+    if (o->role == SL_TRANSPORT_CLIENT && o->monitor_handshake && (rc = monitor_start(t, o)))
+        goto fail;
     if (o->role == SL_TRANSPORT_SERVER) {
         if (zmq_bind(t->sock, o->endpoint) != 0) {
             rc = sl_error(SL_ENET, "transport: bind %s: %s", o->endpoint, zmq_strerror(zmq_errno()));
@@ -216,6 +409,10 @@ void sl_transport_destroy(sl_transport_t **pt)
         return;
     sl_transport_t *t = *pt;
     close_frames(t);
+    if (t->mon && t->sock) /* stop the monitor before closing its reader */
+        (void)zmq_socket_monitor(t->sock, NULL, 0);
+    if (t->mon)
+        zmq_close(t->mon);
     if (t->sock)
         zmq_close(t->sock);
     if (t->own_ctx && t->ctx)
