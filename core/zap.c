@@ -168,8 +168,9 @@ static void conn_closed(sl_zap_t *z, int fd)
 
 /* Apply every queued monitor event. libzmq emits a connection's ACCEPTED from the I/O
  * thread before that connection's handshake reaches us, so draining here before each ZAP
- * request means the request's own connection is counted. */
-static void drain_monitor(sl_zap_t *z)
+ * request means the request's own connection is counted. Returns 1 once the monitor
+ * reported MONITOR_STOPPED (the coordinator socket closed: no event follows). */
+static int drain_monitor(sl_zap_t *z)
 {
     /* read under the lock: sl_zap_limit_connections hands the PAIR over from another
      * thread, and the mutex is the barrier libzmq needs before this thread uses it */
@@ -177,13 +178,14 @@ static void drain_monitor(sl_zap_t *z)
     void *monitor = z->monitor;
     pthread_mutex_unlock(&z->lock);
     if (!monitor)
-        return;
+        return 1;
+    int stopped = 0;
     for (;;) {
         zmq_msg_t ev, addr;
         zmq_msg_init(&ev);
         if (zmq_msg_recv(&ev, monitor, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&ev);
-            return;
+            return stopped;
         }
         /* v1 event: [u16 event, u32 value] then the endpoint address */
         zmq_msg_init(&addr);
@@ -200,6 +202,8 @@ static void drain_monitor(sl_zap_t *z)
                 conn_opened(z, (int)value);
             else if (event == ZMQ_EVENT_DISCONNECTED)
                 conn_closed(z, (int)value);
+            else if (event == ZMQ_EVENT_MONITOR_STOPPED)
+                stopped = 1;
             z->stats.connections = z->nconns;
             pthread_mutex_unlock(&z->lock);
         }
@@ -272,7 +276,7 @@ static void handle(sl_zap_t *z, void *sock, zmq_msg_t *f, int n)
     char fp[17], src[SRC_LEN], why_buf[200];
     sl_key_fingerprint(key, fp);
     source_of_zap_address(&f[3], src);
-    drain_monitor(z);
+    (void)drain_monitor(z);
     pthread_mutex_lock(&z->lock);
     const char *why = NULL;
     if (is_banned(z, key)) {
@@ -332,7 +336,7 @@ static void *zap_thread(void *arg)
         if (zmq_poll(items, monitor ? 2 : 1, 100) <= 0)
             continue;
         if (monitor && (items[1].revents & ZMQ_POLLIN))
-            drain_monitor(z);
+            (void)drain_monitor(z);
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
         zmq_msg_t f[ZAP_FRAMES + 1];
@@ -355,6 +359,16 @@ static void *zap_thread(void *arg)
             zmq_msg_close(&f[i]);
     }
     zmq_close(sock);
+    /* Events still queued on the PAIR when it closes are never freed by libzmq (LeakSanitizer
+     * caught one), so read up to MONITOR_STOPPED, which the coordinator socket's close sends
+     * last; bounded, in case a caller stops us before closing that socket. */
+    for (int waited = 0; waited < 10 && !drain_monitor(z); waited++) {
+        pthread_mutex_lock(&z->lock);
+        void *monitor = z->monitor;
+        pthread_mutex_unlock(&z->lock);
+        zmq_pollitem_t item = {monitor, 0, ZMQ_POLLIN, 0};
+        (void)zmq_poll(&item, 1, 100);
+    }
     pthread_mutex_lock(&z->lock);
     if (z->monitor)
         zmq_close(z->monitor);
@@ -452,7 +466,7 @@ int sl_zap_limit_connections(sl_zap_t *z, void *router, const sl_zap_limits_t *l
         return sl_error(SL_EINVAL, "zap: connection limits are already set");
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "inproc://sl-zap-monitor-%p", (void *)z);
-    if (zmq_socket_monitor(router, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    if (zmq_socket_monitor(router, endpoint, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_MONITOR_STOPPED) != 0)
         return sl_error(SL_ENET, "zap: cannot monitor the socket: %s", zmq_strerror(zmq_errno()));
     /* libzmq sends monitor events blocking, from its I/O thread: our end must be connected
      * before the first event and never fill up (RCVHWM 0 = unbounded). */
