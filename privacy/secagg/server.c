@@ -480,8 +480,15 @@ static int finish(sl_secagg_server_t *s, sl_secagg_outbox_t *out)
                                s->need[x] == KIND_B ? "surviving" : "dropped", x, s->have[x], s->t);
     if (s->gate) { /* the last moment at which refusing reveals nothing */
         int grc = s->gate(s->gate_ctx, s->u3);
-        if (grc)
-            return abort_round(s, out, grc, "unmasking refused: %s", sl_last_error());
+        if (grc) {
+            /* the clients get a fixed reason: the gate's detail (budget figures, the
+             * ledger's path) is the coordinator's business and stays in its error */
+            char why[400];
+            snprintf(why, sizeof why, "%s", sl_last_error());
+            (void)abort_round(s, out, grc, "unmasking refused by the coordinator");
+            return sl_error(grc, "secagg round %llu aborted: unmasking refused: %s",
+                            (unsigned long long)s->frame.round, why);
+        }
     }
     size_t nterms = 0;
     for (size_t x = 0; x < s->n; x++) {
