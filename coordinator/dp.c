@@ -384,12 +384,19 @@ static int dpsa_begin(void *self, uint64_t round, const uint64_t *clients, size_
     dp->sampled = n;
     dp->registered = dp->engine ? sl_engine_registered(dp->engine) : dp->population;
     int rc = plan_round(dp, round);
-    if (!rc && n >= 2) /* the secure aggregator's quantizer (it fails the round itself when n < 2) */
-        rc = sl_ddg_quant_init(&dp->sa_q, dp->plan.clip, sl_dp_round_client_noise_multiplier(&dp->plan),
-                               (unsigned)dp->cfg.secagg.bits, n, dp->dim);
+    if (!rc)
+        rc = dp->secure->begin_round(dp->secure->self, round, clients, n, emit);
     if (rc)
         return rc;
-    return dp->secure->begin_round(dp->secure->self, round, clients, n, emit);
+    /* Charge with the very quantizer the secure sum is decoded with, not a second
+     * derivation of it. None when the secure aggregator failed the round itself (n < 2,
+     * parameters that do not fit): nothing can be unmasked then, so nothing is charged. */
+    const sl_quant_t *q = sl_aggregator_secagg_quant(dp->secure);
+    if (q)
+        dp->sa_q = *q;
+    else
+        memset(&dp->sa_q, 0, sizeof dp->sa_q);
+    return 0;
 }
 
 /* The secure sum's unmask gate (sl_aggregator_secagg_set_unmask_gate): called right

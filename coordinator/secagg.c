@@ -479,6 +479,14 @@ int sl_aggregator_secagg_new(sl_aggregator_t **out, const sl_config_t *cfg, size
     return 0;
 }
 
+const sl_quant_t *sl_aggregator_secagg_quant(const sl_aggregator_t *g)
+{
+    if (!g || g->begin_round != sa_begin)
+        return NULL;
+    const sa_t *a = g->self;
+    return a->s && !a->failed ? &a->q : NULL;
+}
+
 int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_gate_fn fn, void *ctx)
 {
     if (!g || g->begin_round != sa_begin)

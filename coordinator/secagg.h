@@ -58,6 +58,7 @@
 #include "coordinator/aggregator.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "privacy/secagg/quantize.h"
 #include "privacy/secagg/secagg.h"
 
 #include <stddef.h>
@@ -76,5 +77,10 @@ SL_NODISCARD int sl_aggregator_secagg_stats(const sl_aggregator_t *agg, sl_secag
  * coordinator/dp.c writes its privacy ledger and checks the budget there. SL_EINVAL if g
  * is not a SecAgg+ aggregator. */
 SL_NODISCARD int sl_aggregator_secagg_set_unmask_gate(sl_aggregator_t *g, sl_secagg_unmask_gate_fn fn, void *ctx);
+
+/* The quantizer of the round begin_round started (the one the sum is decoded with), or
+ * NULL if g is not a SecAgg+ aggregator or its current round could not start (n < 2,
+ * parameters that do not fit). Valid until the next begin_round. */
+const sl_quant_t *sl_aggregator_secagg_quant(const sl_aggregator_t *g);
 
 #endif
