@@ -360,9 +360,11 @@ static void *zap_thread(void *arg)
     }
     zmq_close(sock);
     /* Events still queued on the PAIR when it closes are never freed by libzmq (LeakSanitizer
-     * caught one), so read up to MONITOR_STOPPED, which the coordinator socket's close sends
-     * last; bounded, in case a caller stops us before closing that socket. */
-    for (int waited = 0; waited < 10 && !drain_monitor(z); waited++) {
+     * caught them), so read up to MONITOR_STOPPED, the last event. libzmq sends it when its
+     * reaper destroys the closed coordinator socket, which waits for the socket's linger
+     * (1 s) and the teardown of every connection: wait up to 5 s, bounded in case a caller
+     * stops us before closing that socket. */
+    for (int waited = 0; waited < 50 && !drain_monitor(z); waited++) {
         pthread_mutex_lock(&z->lock);
         void *monitor = z->monitor;
         pthread_mutex_unlock(&z->lock);
