@@ -1,5 +1,7 @@
 #include "coordinator/checkpoint.h"
 
+#include "core/bytes.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -14,19 +16,6 @@
 #define MAGIC      "SLCKPT\r\n"
 #define HASH_BYTES 32
 #define MAX_FILE   ((size_t)1 << 34) /* 16 GiB: anything larger is not ours */
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 int sl_checkpoint_encode(const sl_checkpoint_t *ck, uint8_t **out, size_t *len)
 {
@@ -47,21 +36,21 @@ int sl_checkpoint_encode(const sl_checkpoint_t *ck, uint8_t **out, size_t *len)
     o = 8;
     b[o++] = SL_CHECKPOINT_VERSION, b[o++] = 0, b[o++] = 0, b[o++] = 0;
     memset(b + o, 0, 4), o += 4; /* flags */
-    put64(b + o, ck->round), o += 8;
-    put64(b + o, ck->seed), o += 8;
-    put64(b + o, ck->attempt), o += 8;
-    put64(b + o, ck->bytes_up), o += 8;
-    put64(b + o, ck->bytes_down), o += 8;
-    put64(b + o, ck->n_rng), o += 8;
+    sl_put_le64(b + o, ck->round), o += 8;
+    sl_put_le64(b + o, ck->seed), o += 8;
+    sl_put_le64(b + o, ck->attempt), o += 8;
+    sl_put_le64(b + o, ck->bytes_up), o += 8;
+    sl_put_le64(b + o, ck->bytes_down), o += 8;
+    sl_put_le64(b + o, ck->n_rng), o += 8;
     for (size_t i = 0; i < ck->n_rng; i++)
-        put64(b + o, ck->rng[i]), o += 8;
-    put64(b + o, ck->dim), o += 8;
+        sl_put_le64(b + o, ck->rng[i]), o += 8;
+    sl_put_le64(b + o, ck->dim), o += 8;
     if (ck->dim)
         memcpy(b + o, ck->global, ck->dim * 4), o += ck->dim * 4;
-    put64(b + o, ck->strategy_len), o += 8;
+    sl_put_le64(b + o, ck->strategy_len), o += 8;
     if (ck->strategy_len)
         memcpy(b + o, ck->strategy, ck->strategy_len), o += ck->strategy_len;
-    put64(b + o, ck->ext_len), o += 8;
+    sl_put_le64(b + o, ck->ext_len), o += 8;
     if (ck->ext_len)
         memcpy(b + o, ck->ext, ck->ext_len), o += ck->ext_len;
     crypto_generichash(b + o, HASH_BYTES, b, o, NULL, 0);
@@ -87,7 +76,7 @@ static int take(const uint8_t *buf, size_t end, size_t *o, size_t elem, uint64_t
 {
     if (end - *o < 8)
         return sl_error(SL_EFORMAT, "%s: truncated before the %s length", name, what);
-    uint64_t c = get64(buf + *o);
+    uint64_t c = sl_get_le64(buf + *o);
     *o += 8;
     if (c > (end - *o) / elem)
         return sl_error(SL_EFORMAT, "%s: %s of %llu entries runs past the end (truncated?)", name, what,
@@ -117,11 +106,11 @@ int sl_checkpoint_decode(const uint8_t *buf, size_t len, const char *name, sl_ch
     if (sodium_memcmp(h, buf + end, HASH_BYTES) != 0)
         return sl_error(SL_EFORMAT, "%s: checksum mismatch (corrupt or truncated)", name);
     size_t o = 16;
-    ck->round = get64(buf + o), o += 8;
-    ck->seed = get64(buf + o), o += 8;
-    ck->attempt = get64(buf + o), o += 8;
-    ck->bytes_up = get64(buf + o), o += 8;
-    ck->bytes_down = get64(buf + o), o += 8;
+    ck->round = sl_get_le64(buf + o), o += 8;
+    ck->seed = sl_get_le64(buf + o), o += 8;
+    ck->attempt = sl_get_le64(buf + o), o += 8;
+    ck->bytes_up = sl_get_le64(buf + o), o += 8;
+    ck->bytes_down = sl_get_le64(buf + o), o += 8;
     uint64_t c = 0;
     int rc;
     if ((rc = take(buf, end, &o, 8, &c, name, "rng table")))
@@ -133,7 +122,7 @@ int sl_checkpoint_decode(const uint8_t *buf, size_t len, const char *name, sl_ch
     }
     ck->n_rng = (size_t)c;
     for (size_t i = 0; i < ck->n_rng; i++)
-        ck->rng[i] = get64(buf + o), o += 8;
+        ck->rng[i] = sl_get_le64(buf + o), o += 8;
     if ((rc = take(buf, end, &o, 4, &c, name, "global vector")))
         goto fail;
     ck->dim = (size_t)c;

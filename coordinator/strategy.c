@@ -1,5 +1,7 @@
 #include "coordinator/strategy.h"
 
+#include "core/bytes.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,31 +154,6 @@ int sl_strategy_apply(sl_strategy_t *s, float *x, const float *d)
 #define ST_VERSION 1u
 #define ST_HEAD    (4 + 4 + 4 + 4 + 8 + 8)
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
 size_t sl_strategy_state_size(const sl_strategy_t *s)
 {
     return ST_HEAD + (s->m ? s->dim * 4 : 0) + (s->v ? s->dim * 4 : 0);
@@ -188,11 +165,11 @@ int sl_strategy_save(const sl_strategy_t *s, uint8_t *buf, size_t len)
         return sl_error(SL_EINVAL, "strategy: state buffer of %zu bytes, need %zu", len,
                         sl_strategy_state_size(s));
     memcpy(buf, ST_MAGIC, 4);
-    put32(buf + 4, ST_VERSION);
-    put32(buf + 8, (uint32_t)s->kind);
-    put32(buf + 12, (s->m ? 1u : 0u) | (s->v ? 2u : 0u));
-    put64(buf + 16, s->steps);
-    put64(buf + 24, s->dim);
+    sl_put_le32(buf + 4, ST_VERSION);
+    sl_put_le32(buf + 8, (uint32_t)s->kind);
+    sl_put_le32(buf + 12, (s->m ? 1u : 0u) | (s->v ? 2u : 0u));
+    sl_put_le64(buf + 16, s->steps);
+    sl_put_le64(buf + 24, s->dim);
     size_t off = ST_HEAD;
     if (s->m) {
         memcpy(buf + off, s->m, s->dim * 4);
@@ -207,21 +184,21 @@ int sl_strategy_load(sl_strategy_t *s, const uint8_t *buf, size_t len)
 {
     if (len < ST_HEAD || memcmp(buf, ST_MAGIC, 4) != 0)
         return sl_error(SL_EFORMAT, "strategy state: bad magic or truncated (%zu bytes)", len);
-    if (get32(buf + 4) != ST_VERSION)
-        return sl_error(SL_EFORMAT, "strategy state: version %u unsupported", get32(buf + 4));
-    if ((int)get32(buf + 8) != s->kind)
+    if (sl_get_le32(buf + 4) != ST_VERSION)
+        return sl_error(SL_EFORMAT, "strategy state: version %u unsupported", sl_get_le32(buf + 4));
+    if ((int)sl_get_le32(buf + 8) != s->kind)
         return sl_error(SL_EMISMATCH, "strategy state is for %s, the run uses %s",
-                        sl_config_enum_name("federation", "strategy", (int)get32(buf + 8))
-                            ? sl_config_enum_name("federation", "strategy", (int)get32(buf + 8))
+                        sl_config_enum_name("federation", "strategy", (int)sl_get_le32(buf + 8))
+                            ? sl_config_enum_name("federation", "strategy", (int)sl_get_le32(buf + 8))
                             : "?",
                         sl_strategy_name(s));
-    if (get64(buf + 24) != s->dim)
+    if (sl_get_le64(buf + 24) != s->dim)
         return sl_error(SL_EMISMATCH, "strategy state: dim %llu, the run has %zu",
-                        (unsigned long long)get64(buf + 24), s->dim);
-    uint32_t flags = get32(buf + 12);
+                        (unsigned long long)sl_get_le64(buf + 24), s->dim);
+    uint32_t flags = sl_get_le32(buf + 12);
     if (flags != ((s->m ? 1u : 0u) | (s->v ? 2u : 0u)) || len != sl_strategy_state_size(s))
         return sl_error(SL_EFORMAT, "strategy state: wrong length %zu", len);
-    s->steps = get64(buf + 16);
+    s->steps = sl_get_le64(buf + 16);
     size_t off = ST_HEAD;
     if (s->m) {
         memcpy(s->m, buf + off, s->dim * 4);

@@ -83,10 +83,7 @@ uint64_t sl_rng_u64(sl_rng_t *rng)
 {
     uint8_t b[8];
     sl_rng_bytes(rng, b, 8);
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | b[i];
-    return v;
+    return sl_get_le64(b);
 }
 
 uint32_t sl_rng_u32(sl_rng_t *rng)

@@ -1,5 +1,7 @@
 #include "core/wire.h"
 
+#include "core/bytes.h"
+
 #include <math.h>
 #include <msgpack.h>
 #include <sodium.h>
@@ -905,8 +907,7 @@ int sl_wire_encode(const sl_msg_t *m, sl_wire_buf_t *out)
 static void hash_u64(crypto_generichash_state *st, uint64_t v)
 {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (uint8_t)(v >> (8 * i));
+    sl_put_le64(b, v);
     crypto_generichash_update(st, b, 8);
 }
 
@@ -935,8 +936,6 @@ uint64_t sl_layout_hash_final(sl_layout_hash_t *h)
     crypto_generichash_state *st = (crypto_generichash_state *)(void *)h->state;
     uint8_t out[8];
     crypto_generichash_final(st, out, sizeof out);
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)out[i] << (8 * i);
+    uint64_t v = sl_get_le64(out);
     return v ? v : 1;
 }

@@ -110,8 +110,7 @@ int sl_dp_adaptive_clip_encode(const sl_dp_adaptive_clip_t *ac, uint8_t *buf, si
         return sl_error(SL_ERANGE, "dp: adaptive clip state needs %d bytes, buffer has %zu",
                         SL_DP_ADAPTIVE_CLIP_BYTES, cap);
     memcpy(buf, AC_MAGIC, 4);
-    for (int i = 0; i < 4; i++)
-        buf[4 + i] = (uint8_t)(AC_VERSION >> (8 * i));
+    sl_put_le32(buf + 4, AC_VERSION);
     sl_put_f64le(buf + 8, ac->clip);
     sl_put_f64le(buf + 16, ac->target_quantile);
     sl_put_f64le(buf + 24, ac->lr);
@@ -129,7 +128,7 @@ int sl_dp_adaptive_clip_decode(sl_dp_adaptive_clip_t *ac, const uint8_t *buf, si
         return sl_error(SL_EFORMAT, "adaptive clip state: %zu bytes, expected %d", len, SL_DP_ADAPTIVE_CLIP_BYTES);
     if (memcmp(buf, AC_MAGIC, 4) != 0)
         return sl_error(SL_EFORMAT, "adaptive clip state: bad magic");
-    uint32_t version = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
+    uint32_t version = sl_get_le32(buf + 4);
     if (version != AC_VERSION)
         return sl_error(SL_EFORMAT, "adaptive clip state: version %u, this build reads %u", version, AC_VERSION);
     sl_dp_adaptive_clip_t t;
